@@ -1,0 +1,110 @@
+"""`jaxretrieval <command>`: the command-line front door. Each command is a small function; bad input
+(InputError) becomes one line on stderr and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from jaxretrieval.errors import InputError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="sentence-transformers or Hugging Face model directory")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="override the model's max sequence length")
+    p.add_argument("--pooling", default=None,
+                   help="override pooling, e.g. 'cls' or 'mean' or 'lasttoken' (comma-separated to concatenate)")
+
+
+def _load(args):
+    from jaxretrieval.convert.st_import import load_embedder
+
+    pooling = tuple(args.pooling.split(",")) if args.pooling else None
+    try:
+        return load_embedder(args.model, pooling=pooling, max_length=args.max_length)
+    except ValueError as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(str(e), args.model) from None
+
+
+def save_npy_atomic(path: Path, array) -> None:
+    """Write next to the target and rename, so an interrupted run never leaves a truncated file behind."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_encode(args) -> int:
+    from jaxretrieval.data.jsonl import read_texts
+    from jaxretrieval.inference import encode_texts
+
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise InputError("output must end in .npy", out)
+    texts = read_texts(args.input)
+    loaded = _load(args)
+    vectors = encode_texts(loaded, texts, args.kind, args.batch_size, progress=True)
+    save_npy_atomic(out, vectors)
+    print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from jaxretrieval.data.beir import load_beir
+    from jaxretrieval.eval.retrieval import evaluate_dense
+
+    data = load_beir(args.data, args.split)
+    loaded = _load(args)
+    metrics = evaluate_dense(loaded, data, args.batch_size, progress=True)
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxretrieval", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("encode", help="encode texts to an .npy array (one row per input line)")
+    _add_model_args(p)
+    p.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl (field 'text', optional 'title')")
+    p.add_argument("--output", required=True, help="output .npy path")
+    p.add_argument("--kind", choices=["query", "doc"], default="doc", help="which prompt to prepend")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("eval", help="dense retrieval metrics on a BEIR directory (one JSON line on stdout)")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"jaxretrieval {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

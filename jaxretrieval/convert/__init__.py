@@ -1,0 +1,1 @@
+"""Moving weights between Hugging Face / sentence-transformers directories and jaxretrieval models."""

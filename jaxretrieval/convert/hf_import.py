@@ -1,0 +1,144 @@
+"""Build a Flax encoder from a local Hugging Face directory (config.json + safetensors or pytorch_model.bin).
+
+Names are mapped through the family's table; every parameter of our module must be found, otherwise the import
+fails naming what is missing (a silently random layer is the worst possible parity bug).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxretrieval.errors import InputError
+from jaxretrieval.models.families import FAMILIES, Family
+from jaxretrieval.models.params import flat_params, set_flat_params
+
+log = logging.getLogger(__name__)
+
+_LEGACY_RENAMES = ((".gamma", ".weight"), (".beta", ".bias"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON ({e.msg})", path, e.lineno) from None
+
+
+def model_dir(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError("model directory does not exist", p)
+    if not p.is_dir():
+        raise InputError("expected a model directory, got a file", p)
+    if not (p / "config.json").exists():
+        raise InputError("no config.json: not a Hugging Face model directory", p)
+    return p
+
+
+def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
+    return read_json(model_dir(path) / "config.json")
+
+
+def family_of(hf_config: dict[str, Any], config_path: Path) -> Family:
+    model_type = hf_config.get("model_type")
+    if model_type not in FAMILIES:
+        raise InputError(f"unsupported model_type {model_type!r}; supported: {', '.join(sorted(FAMILIES))}",
+                         config_path, field="model_type")
+    return FAMILIES[model_type]
+
+
+def read_hf_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All tensors of a checkpoint as float32/int NumPy arrays; safetensors (single or sharded) preferred."""
+    from safetensors.numpy import load_file
+
+    d = Path(path)
+    single, index = d / "model.safetensors", d / "model.safetensors.index.json"
+    if single.exists():
+        return _to_numpy_float32(load_file(str(single)))
+    if index.exists():
+        out: dict[str, np.ndarray] = {}
+        for shard in sorted(set(read_json(index)["weight_map"].values())):
+            out.update(load_file(str(d / shard)))
+        return _to_numpy_float32(out)
+    bin_path = d / "pytorch_model.bin"
+    if bin_path.exists():
+        try:
+            import torch
+        except ImportError:
+            raise InputError("reading pytorch_model.bin needs torch installed (or convert it to safetensors)",
+                             bin_path) from None
+        state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
+    raise InputError("no model.safetensors, model.safetensors.index.json or pytorch_model.bin", d)
+
+
+def _to_numpy_float32(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # safetensors.numpy cannot hold bfloat16 natively; ml_dtypes arrays convert cleanly with astype.
+    return {k: v.astype(np.float32) if v.dtype.kind == "f" or "bfloat16" in str(v.dtype) else v
+            for k, v in tensors.items()}
+
+
+def _table_regexes(table):
+    return [(re.compile("^" + re.escape(hf).replace(r"\{i\}", r"(\d+)") + "$"), ours, tf) for hf, ours, tf in table]
+
+
+def map_hf_names(tensors: dict[str, np.ndarray], family: Family) -> tuple[dict[str, np.ndarray], list[str]]:
+    """HF tensors → {our path: array}. Returns the mapped params and the HF names no table entry matched."""
+    regexes = _table_regexes(family.hf_name_table)
+    mapped: dict[str, np.ndarray] = {}
+    unmatched: list[str] = []
+    for name, value in tensors.items():
+        key = name
+        for prefix in family.hf_prefixes:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        for old, new in _LEGACY_RENAMES:
+            if key.endswith(old):
+                key = key[: -len(old)] + new
+        for rx, ours, transform in regexes:
+            m = rx.match(key)
+            if m:
+                target = ours.replace("{i}", m.group(1)) if m.groups() else ours
+                mapped[target] = value.T if transform == "T" else value
+                break
+        else:
+            unmatched.append(name)
+    return mapped, unmatched
+
+
+def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Module, dict[str, Any]]:
+    """Encoder with the directory's weights. Returns (encoder, the raw HF config dict)."""
+    d = model_dir(path)
+    hf_config = read_hf_config(d)
+    family = family_of(hf_config, d / "config.json")
+    try:
+        cfg = family.config_from_hf(hf_config)
+    except (TypeError, ValueError) as e:
+        raise InputError(str(e), d / "config.json") from None
+    encoder = family.encoder_cls(cfg, dtype=dtype, rngs=nnx.Rngs(0))
+    mapped, unmatched = map_hf_names(read_hf_weights(d), family)
+    expected = flat_params(encoder)
+    missing = sorted(set(expected) - set(mapped))
+    if missing:
+        raise InputError(f"checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}", d)
+    for key in mapped:
+        if key in expected and expected[key].shape != mapped[key].shape:
+            raise InputError(f"parameter {key}: checkpoint shape {mapped[key].shape} != config shape "
+                             f"{expected[key].shape}", d)
+    if unmatched:
+        log.debug("ignored %d checkpoint tensors not used by the encoder: %s", len(unmatched), unmatched[:5])
+    set_flat_params(encoder, {k: v for k, v in mapped.items() if k in expected})
+    return encoder, hf_config

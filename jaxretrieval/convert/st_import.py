@@ -1,0 +1,149 @@
+"""Load a sentence-transformers directory (or a plain Hugging Face one) as an Embedder plus its tokenizer.
+
+sentence-transformers describes a model as a pipeline in `modules.json`: Transformer → Pooling → Dense* →
+Normalize. We read each module's own config so pooling, normalization, max length and prompts are exactly what
+`SentenceTransformer(dir)` would use. A plain HF directory (no modules.json) gets mean pooling unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxretrieval.convert.hf_import import load_hf_encoder, read_hf_config, read_hf_weights, read_json
+from jaxretrieval.data.tokenize import TextTokenizer
+from jaxretrieval.errors import InputError
+from jaxretrieval.models.embedder import POOLING_MODES, DenseSpec, Embedder, EmbedderSpec
+from jaxretrieval.models.params import set_flat_params
+
+_POOLING_KEYS = {  # sentence-transformers config flag → our mode name, in its concatenation order
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_ACTIVATIONS = {  # torch activation class path in a Dense config → our activation name
+    "torch.nn.modules.linear.Identity": "identity",
+    "torch.nn.modules.activation.Tanh": "tanh",
+    "torch.nn.modules.activation.ReLU": "relu",
+    "torch.nn.modules.activation.GELU": "gelu",
+    "torch.nn.modules.activation.SiLU": "silu",
+}
+
+
+@dataclasses.dataclass
+class LoadedEmbedder:
+    model: Embedder
+    tokenizer: TextTokenizer
+    path: Path
+
+
+def _pooling_modes(cfg: dict, path: Path) -> tuple[str, ...]:
+    """sentence-transformers ≥ 6 writes `pooling_mode: "mean"` (or a list); older versions write one boolean
+    flag per mode."""
+    if "pooling_mode" in cfg:
+        value = cfg["pooling_mode"]
+        modes = (value,) if isinstance(value, str) else tuple(value)
+        bad = [m for m in modes if m not in POOLING_MODES]
+        if bad or not modes:
+            raise InputError(f"unsupported pooling mode {bad or modes}; known: {list(POOLING_MODES)}", path,
+                             field="pooling_mode")
+        return modes
+    modes = tuple(mode for key, mode in _POOLING_KEYS.items() if cfg.get(key))
+    if not modes:
+        raise InputError("no pooling mode is enabled", path, field="pooling_mode_*")
+    return modes
+
+
+def _read_dense(module_dir: Path) -> tuple[DenseSpec, dict[str, np.ndarray]]:
+    cfg = read_json(module_dir / "config.json")
+    act_path = cfg.get("activation_function", "torch.nn.modules.linear.Identity")
+    if act_path not in _ACTIVATIONS:
+        raise InputError(f"unsupported Dense activation {act_path!r}", module_dir / "config.json",
+                         field="activation_function")
+    spec = DenseSpec(int(cfg["in_features"]), int(cfg["out_features"]), bool(cfg.get("bias", True)),
+                     _ACTIVATIONS[act_path])
+    tensors = read_hf_weights(module_dir)
+    if "linear.weight" not in tensors:
+        raise InputError("Dense weights lack 'linear.weight'", module_dir)
+    weights = {"kernel": tensors["linear.weight"].T}
+    if spec.bias:
+        weights["bias"] = tensors["linear.bias"]
+    return spec, weights
+
+
+def _prompts(root: Path) -> tuple[str, str]:
+    path = root / "config_sentence_transformers.json"
+    if not path.exists():
+        return "", ""
+    prompts = read_json(path).get("prompts") or {}
+    query = prompts.get("query", "")
+    doc = next((prompts[k] for k in ("document", "passage", "doc", "corpus") if k in prompts), "")
+    return query, doc
+
+
+def _default_max_length(transformer_dir: Path, hf_config: dict) -> int:
+    tok_cfg = transformer_dir / "tokenizer_config.json"
+    limit = hf_config.get("max_position_embeddings", 512)
+    if tok_cfg.exists():
+        model_max = read_json(tok_cfg).get("model_max_length")
+        if isinstance(model_max, (int, float)) and model_max < 1e9:
+            limit = min(limit, int(model_max))
+    return int(limit)
+
+
+def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = None, max_length: int | None = None,
+                  query_prompt: str | None = None, doc_prompt: str | None = None, dtype=jnp.float32) -> LoadedEmbedder:
+    """Load from disk; keyword arguments override what the directory says."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError("model directory does not exist" if not root.exists() else "not a directory", root)
+    modules_path = root / "modules.json"
+    transformer_dir, modes, normalize, dense = root, ("mean",), False, []
+    include_prompt, do_lower_case, st_max_length = True, False, None
+    if modules_path.exists():
+        modules = read_json(modules_path)
+        for i, module in enumerate(modules):
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]  # module paths moved in sentence-transformers 6
+            mdir = root / module.get("path", "")
+            if kind == "Transformer":
+                transformer_dir = mdir
+                st_cfg_path = mdir / "sentence_bert_config.json"
+                if st_cfg_path.exists():
+                    st_cfg = read_json(st_cfg_path)
+                    st_max_length = st_cfg.get("max_seq_length")
+                    do_lower_case = bool(st_cfg.get("do_lower_case", False))
+            elif kind == "Pooling":
+                cfg = read_json(mdir / "config.json")
+                modes = _pooling_modes(cfg, mdir / "config.json")
+                include_prompt = bool(cfg.get("include_prompt", True))
+            elif kind == "Dense":
+                dense.append(_read_dense(mdir))
+            elif kind == "Normalize":
+                normalize = True
+            else:
+                raise InputError(f"unsupported sentence-transformers module {module.get('type')!r}", modules_path,
+                                 line=None, field=f"[{i}].type")
+    hf_config = read_hf_config(transformer_dir)
+    encoder, _ = load_hf_encoder(transformer_dir, dtype=dtype)
+    st_query, st_doc = _prompts(root)
+    spec = EmbedderSpec(
+        pooling=tuple(pooling) if pooling else modes,
+        normalize=normalize,
+        max_length=int(max_length or st_max_length or _default_max_length(transformer_dir, hf_config)),
+        dense=tuple(d for d, _ in dense),
+        query_prompt=st_query if query_prompt is None else query_prompt,
+        doc_prompt=st_doc if doc_prompt is None else doc_prompt,
+        include_prompt=include_prompt,
+    )
+    model = Embedder(encoder, spec)
+    set_flat_params(model, {f"dense.{i}.{name}": w for i, (_, ws) in enumerate(dense) for name, w in ws.items()})
+    tokenizer = TextTokenizer(transformer_dir, spec.max_length, spec.query_prompt, spec.doc_prompt,
+                              include_prompt=spec.include_prompt, do_lower_case=do_lower_case)
+    return LoadedEmbedder(model, tokenizer, root)

@@ -1,0 +1,61 @@
+"""Line-numbered jsonl and text readers that fail with the file and line of the first bad record."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from jaxretrieval.errors import InputError
+
+
+def open_text(path: str | os.PathLike):
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found", p)
+    if p.is_dir():
+        raise InputError("expected a file, got a directory", p)
+    return open(p, encoding="utf-8")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) for each non-blank line; a line that is not a JSON object is an error."""
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
+            if not isinstance(obj, dict):
+                raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
+            yield lineno, obj
+
+
+def require_str(obj: dict[str, Any], key: str, path, lineno: int, allow_empty: bool = True) -> str:
+    if key not in obj:
+        raise InputError(f"missing field {key!r}", path, lineno, field=key)
+    value = obj[key]
+    if not isinstance(value, str):
+        raise InputError(f"field {key!r} must be a string, got {type(value).__name__}", path, lineno, field=key)
+    if not allow_empty and not value.strip():
+        raise InputError(f"field {key!r} is empty", path, lineno, field=key)
+    return value
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """Texts to encode: `.txt` gives one per line; `.jsonl` gives field `text`, with `title` + " " prepended if set."""
+    p = Path(path)
+    if p.suffix == ".jsonl":
+        texts = []
+        for lineno, obj in iter_jsonl(p):
+            text = require_str(obj, "text", p, lineno)
+            title = obj.get("title")
+            texts.append(f"{title} {text}" if isinstance(title, str) and title else text)
+        return texts
+    if p.suffix == ".txt":
+        with open_text(p) as f:
+            return [line.rstrip("\r\n") for line in f]
+    raise InputError("input must be a .txt (one text per line) or .jsonl (field 'text') file", p)

@@ -1,0 +1,106 @@
+"""Tokenization with the model directory's fast tokenizer, prompts, and batching by length.
+
+Every batch is padded to one of a few fixed lengths ("buckets") and to a fixed number of rows, so a jit-compiled
+forward sees only len(buckets) shapes however many texts go through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+def length_buckets(max_length: int, per_octave: int = 4, min_length: int = 16) -> tuple[int, ...]:
+    """Padded lengths to use: about `per_octave` per doubling (≤ 1/per_octave padding waste), up to max_length."""
+    out, length = [], min(min_length, max_length)
+    while length < max_length:
+        out.append(length)
+        step = max(1, 2 ** int(math.log2(length)) // per_octave)
+        length += step
+    out.append(max_length)
+    return tuple(out)
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    for b in buckets:
+        if b >= length:
+            return b
+    return buckets[-1]
+
+
+@dataclasses.dataclass
+class TokenBatch:
+    """One padded batch. Arrays are int32 [rows, length]; `index` maps rows back to input positions (-1 = pad row)."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    pool_mask: np.ndarray
+    index: np.ndarray
+
+
+class TextTokenizer:
+    """Wraps a Hugging Face fast tokenizer with the embedder's max length, prompts and padding policy."""
+
+    def __init__(self, model_dir: str | os.PathLike, max_length: int, query_prompt: str = "", doc_prompt: str = "",
+                 include_prompt: bool = True, do_lower_case: bool = False):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+        self.max_length = int(max_length)
+        self.prompts = {"query": query_prompt or "", "doc": doc_prompt or ""}
+        self.include_prompt = include_prompt
+        self.do_lower_case = do_lower_case
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def prompt_length(self, kind: str) -> int:
+        """Tokens the prompt occupies at the start of a sequence (special tokens included, trailing one not)."""
+        prompt = self.prompts[kind]
+        if not prompt:
+            return 0
+        ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        if ids and ids[-1] in self.tokenizer.all_special_ids:
+            return len(ids) - 1
+        return len(ids)
+
+    def tokenize(self, texts: Sequence[str], kind: str = "doc") -> dict[str, list[list[int]]]:
+        """Truncated, unpadded token ids (and token type ids) for each text, with the kind's prompt prepended."""
+        if kind not in self.prompts:
+            raise ValueError(f"kind must be 'query' or 'doc', got {kind!r}")
+        prompt = self.prompts[kind]
+        texts = [prompt + t for t in texts] if prompt else list(texts)
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
+                             return_attention_mask=False, return_token_type_ids=True)
+        return {"input_ids": enc["input_ids"], "token_type_ids": enc.get("token_type_ids")}
+
+    def batches(self, texts: Sequence[str], batch_size: int, kind: str = "doc",
+                buckets: Sequence[int] | None = None) -> Iterator[TokenBatch]:
+        """Texts sorted by token length, cut into batches of `batch_size` rows, each padded to a bucket length."""
+        enc = self.tokenize(texts, kind)
+        ids, types = enc["input_ids"], enc["token_type_ids"]
+        buckets = tuple(buckets) if buckets else length_buckets(self.max_length)
+        skip = 0 if self.include_prompt else self.prompt_length(kind)
+        order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            length = bucket_for(max(len(ids[i]) for i in rows), buckets)
+            shape = (batch_size, length)
+            batch = TokenBatch(np.full(shape, self.pad_id, np.int32), np.zeros(shape, np.int32),
+                               np.zeros(shape, np.int32), np.zeros(shape, np.int32),
+                               np.full(batch_size, -1, np.int64))
+            for r, i in enumerate(rows):
+                n = len(ids[i])
+                batch.input_ids[r, :n] = ids[i]
+                batch.attention_mask[r, :n] = 1
+                if types is not None:
+                    batch.token_type_ids[r, :n] = types[i]
+                batch.pool_mask[r, :n] = 1
+                batch.pool_mask[r, :min(skip, n)] = 0
+                batch.index[r] = i
+            yield batch

@@ -1,0 +1,1 @@
+"""Retrieval evaluation: exact search and IR metrics."""

@@ -1,0 +1,1 @@
+"""Losses as pure functions on arrays; each has a NumPy reference test in tests/."""

@@ -1,0 +1,1 @@
+"""Encoders (one module per Hugging Face family), heads and the Embedder task."""

@@ -1,0 +1,32 @@
+"""Parameters as a flat {"a.b.0.c": array} mapping: the common currency of import, export and tests."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def _path_str(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
+    """Every nnx.Param of `model` as a NumPy array keyed by its dotted path."""
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return {_path_str(path): np.asarray(var.get_value()) for path, var in flat}
+
+
+def set_flat_params(model: nnx.Module, values: dict[str, np.ndarray]) -> None:
+    """Overwrite parameters in place. Every key must exist with the same shape; missing keys stay untouched."""
+    state = nnx.state(model, nnx.Param)
+    known = {_path_str(path): var for path, var in nnx.to_flat_state(state)}
+    for key, value in values.items():
+        if key not in known:
+            raise KeyError(f"no parameter named {key!r}")
+        var = known[key]
+        old = var.get_value()
+        if tuple(old.shape) != tuple(np.shape(value)):
+            raise ValueError(f"parameter {key}: shape {tuple(np.shape(value))} does not match {tuple(old.shape)}")
+        var.set_value(jnp.asarray(value, dtype=old.dtype))
+    nnx.update(model, state)

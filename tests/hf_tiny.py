@@ -1,0 +1,52 @@
+"""Tiny random Hugging Face models written to disk, for parity tests that need no download."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
+    "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "world", ".", ",", "##s", "##ing"]
+
+
+def write_bert_tokenizer(path: Path) -> None:
+    from transformers import BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(BERT_VOCAB) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(str(path))
+
+
+def tiny_bert(path: Path, seed: int = 0, safetensors: bool = True, **overrides) -> Path:
+    """A random BertModel with the tiny tokenizer above, saved with save_pretrained."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    cfg = dict(vocab_size=len(BERT_VOCAB), hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+               intermediate_size=40, max_position_embeddings=64, type_vocab_size=2)
+    cfg.update(overrides)
+    torch.manual_seed(seed)
+    model = BertModel(BertConfig(**cfg)).eval()
+    model.save_pretrained(str(path))
+    if not safetensors:  # transformers 5 always writes safetensors; emulate an older checkpoint
+        torch.save(model.state_dict(), path / "pytorch_model.bin")
+        (path / "model.safetensors").unlink()
+    write_bert_tokenizer(path)
+    return path
+
+
+def make_sentence_transformers_dir(path: Path, pooling: dict, normalize: bool, prompts: dict | None = None,
+                                   max_seq_length: int = 32) -> None:
+    """Add the sentence-transformers files (modules.json, Pooling, Normalize) to an HF directory."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+    (path / "modules.json").write_text(json.dumps(modules))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+    if prompts:
+        (path / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts}))

@@ -1,0 +1,121 @@
+"""`jaxretrieval encode` / `eval` end to end on tiny data, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hf_tiny import make_sentence_transformers_dir, tiny_bert
+from jaxretrieval.cli import main
+from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.inference import encode_texts
+
+
+@pytest.fixture(scope="module")
+def tiny_st(tmp_path_factory):
+    path = tiny_bert(tmp_path_factory.mktemp("model") / "m", seed=7)
+    make_sentence_transformers_dir(path, {"pooling_mode_mean_tokens": True}, normalize=True,
+                                   prompts={"query": "the ", "document": ""})
+    return path
+
+
+def _beir(root, corpus, queries, qrels, split="test"):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (root / "qrels").mkdir(exist_ok=True)
+    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, d, s in qrels]
+    (root / "qrels" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_encode_txt_and_jsonl(tmp_path, tiny_st, capsys):
+    (tmp_path / "in.txt").write_text("hello world\nquick fox\n\nlazy dog\n")
+    assert main(["encode", "--model", str(tiny_st), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(tmp_path / "out.npy"), "--kind", "query", "--batch-size", "3"]) == 0
+    out = np.load(tmp_path / "out.npy")
+    assert out.shape == (4, 24) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    expect = encode_texts(load_embedder(tiny_st), ["hello world", "quick fox", "", "lazy dog"], kind="query")
+    np.testing.assert_allclose(out, expect, atol=1e-6)
+
+    (tmp_path / "in.jsonl").write_text('{"text": "fox", "title": "quick"}\n{"text": "dog"}\n')
+    assert main(["encode", "--model", str(tiny_st), "--input", str(tmp_path / "in.jsonl"),
+                 "--output", str(tmp_path / "docs.npy")]) == 0
+    docs = np.load(tmp_path / "docs.npy")
+    np.testing.assert_allclose(docs, encode_texts(load_embedder(tiny_st), ["quick fox", "dog"]), atol=1e-6)
+
+
+def test_eval_prints_one_json_line(tmp_path, tiny_st, capsys):
+    corpus = [{"_id": f"d{i}", "title": "t" if i % 2 else "", "text": w}
+              for i, w in enumerate(["quick fox", "lazy dog", "hello world", "brown fox", "the dog jumps"])]
+    queries = [{"_id": "q1", "text": "fox"}, {"_id": "q2", "text": "dog"}, {"_id": "q3", "text": "unjudged"}]
+    data = _beir(tmp_path / "beir", corpus, queries, [("q1", "d0", 1), ("q1", "d3", 1), ("q2", "d1", 2)])
+    assert main(["eval", "--model", str(tiny_st), "--data", str(data)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    metrics = json.loads(lines[0])
+    assert metrics["num_queries"] == 2 and metrics["num_docs"] == 5
+    assert set(metrics) >= {"ndcg@10", "recall@100", "mrr@10"}
+    assert metrics["recall@100"] == 1.0  # 5 docs, all retrieved
+    assert 0 < metrics["ndcg@10"] <= 1 and 0 < metrics["mrr@10"] <= 1
+
+
+def _error_of(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_missing_model_directory(tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("x\n")
+    err = _error_of(capsys, ["encode", "--model", str(tmp_path / "nope"), "--input", str(tmp_path / "in.txt"),
+                             "--output", str(tmp_path / "o.npy")])
+    assert str(tmp_path / "nope") in err and "does not exist" in err
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_unsupported_model_type(tmp_path, capsys, tiny_st):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_st, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model_type"] = "t5"
+    (bad / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "in.txt").write_text("x\n")
+    err = _error_of(capsys, ["encode", "--model", str(bad), "--input", str(tmp_path / "in.txt"),
+                             "--output", str(tmp_path / "o.npy")])
+    assert "config.json" in err and "model_type" in err and "'t5'" in err
+
+
+def test_missing_weights(tmp_path, capsys, tiny_st):
+    import shutil
+
+    bad = tmp_path / "noweights"
+    shutil.copytree(tiny_st, bad)
+    (bad / "model.safetensors").unlink()
+    (tmp_path / "in.txt").write_text("x\n")
+    err = _error_of(capsys, ["encode", "--model", str(bad), "--input", str(tmp_path / "in.txt"),
+                             "--output", str(tmp_path / "o.npy")])
+    assert "model.safetensors" in err and "pytorch_model.bin" in err
+
+
+@pytest.mark.parametrize("content,expect", [
+    ('{"text": "ok"}\n{"text": "ok", \n', ":2: not valid JSON"),
+    ('{"text": "ok"}\n\n{"title": "no text"}\n', ":3 [text]: missing field 'text'"),
+    ('["a list"]\n', ":1: expected a JSON object"),
+])
+def test_bad_jsonl_lines(tmp_path, capsys, tiny_st, content, expect):
+    (tmp_path / "in.jsonl").write_text(content)
+    err = _error_of(capsys, ["encode", "--model", str(tiny_st), "--input", str(tmp_path / "in.jsonl"),
+                             "--output", str(tmp_path / "o.npy")])
+    assert str(tmp_path / "in.jsonl") + expect in err
+
+
+def test_beir_without_qrels_for_split(tmp_path, capsys, tiny_st):
+    data = _beir(tmp_path / "beir", [{"_id": "d", "text": "x"}], [{"_id": "q", "text": "y"}], [("q", "d", 1)],
+                 split="train")
+    err = _error_of(capsys, ["eval", "--model", str(tiny_st), "--data", str(data), "--split", "test"])
+    assert "qrels/test.tsv" in err and "train" in err
