@@ -12,6 +12,19 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from common import MINILM, SCIFACT  # noqa: E402
 
 
+def evaluate_st(st, data, batch_size: int = 32) -> dict:
+    from jaxretrieval.eval.metrics import retrieval_metrics
+    from jaxretrieval.eval.retrieval import rankings_from_search
+    from jaxretrieval.eval.search import exact_search
+
+    docs = st.encode(data.doc_texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
+    queries = st.encode(data.query_texts, batch_size=batch_size, normalize_embeddings=True)
+    _, index = exact_search(queries, docs, 100)
+    metrics = retrieval_metrics(rankings_from_search(index, data.query_ids, data.doc_ids), data.qrels)
+    metrics.update(num_queries=len(data.query_ids), num_docs=len(data.doc_ids))
+    return metrics
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(MINILM))
@@ -23,17 +36,10 @@ def main():
     from sentence_transformers import SentenceTransformer
 
     from jaxretrieval.data.beir import load_beir
-    from jaxretrieval.eval.metrics import retrieval_metrics
-    from jaxretrieval.eval.retrieval import rankings_from_search
-    from jaxretrieval.eval.search import exact_search
 
-    data = load_beir(args.data, args.split)
-    st = SentenceTransformer(args.model, device="cpu")
-    docs = st.encode(data.doc_texts, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=True)
-    queries = st.encode(data.query_texts, batch_size=args.batch_size, normalize_embeddings=True)
-    _, index = exact_search(queries, docs, 100)
-    metrics = retrieval_metrics(rankings_from_search(index, data.query_ids, data.doc_ids), data.qrels)
-    metrics.update(num_queries=len(data.query_ids), num_docs=len(data.doc_ids), engine="sentence-transformers")
+    metrics = evaluate_st(SentenceTransformer(args.model, device="cpu"), load_beir(args.data, args.split),
+                          args.batch_size)
+    metrics["engine"] = "sentence-transformers"
     print(json.dumps(metrics))
 
 

@@ -77,6 +77,21 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from jaxretrieval.config import load_config
+    from jaxretrieval.train.loop import train
+
+    cfg = load_config(args.config, args.overrides)
+    summary = train(cfg)
+    history = summary["eval_history"]
+    if len(history) >= 2:
+        metric = cfg.eval.metric
+        print(f"{metric} on {cfg.eval.data} ({cfg.eval.split}): step {history[0]['step']}: "
+              f"{history[0][metric]:.4f} -> step {history[-1]['step']}: {history[-1][metric]:.4f}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxretrieval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--split", default="test")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train (or resume) from a config file with key=value overrides")
+    p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. steps=100 loss.temperature=0.02")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

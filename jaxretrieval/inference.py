@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Sequence
 
@@ -13,16 +14,16 @@ from flax import nnx
 from jaxretrieval.convert.st_import import LoadedEmbedder
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _embed(graphdef, state, input_ids, attention_mask, token_type_ids, pool_mask):
+    return nnx.merge(graphdef, state)(input_ids, attention_mask, token_type_ids, pool_mask=pool_mask)
+
+
 def make_forward(model: nnx.Module):
-    """A jitted pure forward (state, batch arrays) → embeddings, compiled once per bucket shape."""
+    """Pure forward (batch arrays) → embeddings. The jit cache is keyed by the model's structure, so evaluating
+    the same model again during training (new parameter values, same shapes) compiles nothing new."""
     graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def forward(state, input_ids, attention_mask, token_type_ids, pool_mask):
-        m = nnx.merge(graphdef, state)
-        return m(input_ids, attention_mask, token_type_ids, pool_mask=pool_mask)
-
-    return lambda *arrays: forward(state, *arrays)
+    return lambda *arrays: _embed(graphdef, state, *arrays)
 
 
 def encode_texts(loaded: LoadedEmbedder, texts: Sequence[str], kind: str = "doc", batch_size: int = 32,

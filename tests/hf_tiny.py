@@ -50,3 +50,28 @@ def make_sentence_transformers_dir(path: Path, pooling: dict, normalize: bool, p
     (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
     if prompts:
         (path / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts}))
+
+
+def tiny_embedder_dir(path: Path, seed: int = 7, **overrides) -> Path:
+    """A tiny random BERT in sentence-transformers layout: mean pooling, normalized, query prompt 'the '."""
+    tiny_bert(path, seed=seed, **overrides)
+    make_sentence_transformers_dir(path, {"pooling_mode_mean_tokens": True}, normalize=True,
+                                   prompts={"query": "the ", "document": ""})
+    return path
+
+
+WORDS = ["quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "world"]
+
+
+def tiny_pairs_jsonl(path: Path, rows: int = 24, negatives: int = 3, seed: int = 0) -> Path:
+    """{query, pos, neg} records over the tiny vocabulary, with some shared documents."""
+    import random
+
+    rng = random.Random(seed)
+    lines = []
+    for i in range(rows):
+        words = lambda n: " ".join(rng.choice(WORDS) for _ in range(n))
+        lines.append(json.dumps({"query": words(rng.randint(1, 4)), "pos": [words(rng.randint(3, 12))],
+                                 "neg": [words(rng.randint(2, 20)) for _ in range(negatives)]}))
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hf_tiny import make_sentence_transformers_dir, tiny_bert
+from hf_tiny import tiny_embedder_dir
 from jaxretrieval.cli import main
 from jaxretrieval.convert.st_import import load_embedder
 from jaxretrieval.inference import encode_texts
@@ -13,10 +13,7 @@ from jaxretrieval.inference import encode_texts
 
 @pytest.fixture(scope="module")
 def tiny_st(tmp_path_factory):
-    path = tiny_bert(tmp_path_factory.mktemp("model") / "m", seed=7)
-    make_sentence_transformers_dir(path, {"pooling_mode_mean_tokens": True}, normalize=True,
-                                   prompts={"query": "the ", "document": ""})
-    return path
+    return tiny_embedder_dir(tmp_path_factory.mktemp("model") / "m")
 
 
 def _beir(root, corpus, queries, qrels, split="test"):

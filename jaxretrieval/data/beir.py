@@ -39,7 +39,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def _read_corpus(path: Path) -> tuple[list[str], list[str]]:
+def read_corpus(path: Path) -> tuple[list[str], list[str]]:
     ids, texts = [], []
     for lineno, obj in iter_jsonl(path):
         doc_id = str(obj.get("_id", "")) if obj.get("_id") is not None else ""
@@ -52,7 +52,7 @@ def _read_corpus(path: Path) -> tuple[list[str], list[str]]:
     return ids, texts
 
 
-def _read_queries(path: Path) -> dict[str, str]:
+def read_queries(path: Path) -> dict[str, str]:
     out = {}
     for lineno, obj in iter_jsonl(path):
         if obj.get("_id") is None:
@@ -70,8 +70,8 @@ def load_beir(root: str | os.PathLike, split: str = "test") -> BeirSplit:
         have = sorted(p.stem for p in (d / "qrels").glob("*.tsv")) if (d / "qrels").is_dir() else []
         raise InputError(f"no qrels for split {split!r} (found: {', '.join(have) or 'none'})", qrels_path)
     qrels = read_qrels(qrels_path)
-    doc_ids, doc_texts = _read_corpus(d / "corpus.jsonl")
-    queries = _read_queries(d / "queries.jsonl")
+    doc_ids, doc_texts = read_corpus(d / "corpus.jsonl")
+    queries = read_queries(d / "queries.jsonl")
     missing = [q for q in qrels if q not in queries]
     if missing:
         raise InputError(f"{len(missing)} query ids in qrels are not in queries.jsonl, e.g. {missing[:3]}",

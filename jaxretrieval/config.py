@@ -1,0 +1,215 @@
+"""Typed configuration: dataclasses with defaults, loaded from YAML files plus `key=value` overrides.
+
+One schema serves every command. Unknown keys, wrong types and impossible values are errors that name the file
+(or the override) and the dotted key, and unknown keys come with the closest valid names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jaxretrieval.errors import InputError
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    path: str = ""  # sentence-transformers or HF directory to start from
+    pooling: str = ""  # override the directory's pooling ("mean", "cls", ...); empty = as the directory says
+    max_query_length: int = 64
+    max_doc_length: int = 256
+    compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
+    dropout: bool = True
+
+
+@dataclasses.dataclass
+class DataConfig:
+    train: str = ""  # jsonl {query, pos, neg, prompt?} file, or a BEIR directory (its `split` qrels)
+    split: str = "train"  # BEIR split used for training pairs
+    num_negatives: int = 0  # hard negatives per query, resampled each epoch
+    length_buckets_per_octave: int = 1  # padded lengths per doubling: fewer compiled shapes vs less padding
+
+
+@dataclasses.dataclass
+class LossConfig:
+    name: str = "infonce"
+    temperature: float = 0.05
+    symmetric: bool = False
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    schedule: str = "linear"  # linear | cosine | constant (after warmup)
+    warmup_ratio: float = 0.1  # fraction of `steps` spent warming up (ignored if warmup_steps > 0)
+    warmup_steps: int = 0
+    weight_decay: float = 0.01  # not applied to biases and LayerNorm
+    max_grad_norm: float = 1.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-6
+
+
+@dataclasses.dataclass
+class MeshConfig:
+    data: int = -1  # -1: all devices not used by fsdp
+    fsdp: int = 1
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    data: str = ""  # BEIR directory; empty = no evaluation
+    split: str = "test"
+    batch_size: int = 64
+    metric: str = "ndcg@10"  # picks the best step
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    output_dir: str = ""
+    seed: int = 0
+    steps: int = 0  # 0: one pass over the data times `epochs`
+    epochs: float = 1.0
+    batch_size: int = 32  # global, across all devices and hosts
+    learning_rate: float = 2e-5
+    save_every: int = 500
+    eval_every: int = 0  # 0: evaluate only at the end (when eval.data is set)
+    log_every: int = 1
+    keep_checkpoints: int = 2
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    def validate(self, source: str = "config") -> None:
+        checks = [
+            (bool(self.output_dir), "output_dir", "must be set"),
+            (bool(self.model.path), "model.path", "must be set"),
+            (bool(self.data.train), "data.train", "must be set"),
+            (self.batch_size > 0, "batch_size", "must be positive"),
+            (self.steps >= 0, "steps", "must be >= 0"),
+            (self.steps > 0 or self.epochs > 0, "epochs", "must be > 0 when steps is 0"),
+            (self.learning_rate > 0, "learning_rate", "must be positive"),
+            (self.save_every >= 0, "save_every", "must be >= 0"),
+            (self.eval_every >= 0, "eval_every", "must be >= 0"),
+            (self.data.num_negatives >= 0, "data.num_negatives", "must be >= 0"),
+            (self.loss.name in ("infonce",), "loss.name", "must be one of: infonce"),
+            (self.loss.temperature > 0, "loss.temperature", "must be positive"),
+            (self.optimizer.schedule in ("linear", "cosine", "constant"), "optimizer.schedule",
+             "must be linear, cosine or constant"),
+            (0 <= self.optimizer.warmup_ratio < 1, "optimizer.warmup_ratio", "must be in [0, 1)"),
+            (self.model.compute_dtype in ("float32", "bfloat16"), "model.compute_dtype",
+             "must be float32 or bfloat16"),
+            (self.mesh.fsdp >= 1, "mesh.fsdp", "must be >= 1"),
+        ]
+        for ok, key, message in checks:
+            if not ok:
+                raise InputError(f"{key} {message} (got {_get(self, key)!r})", source, field=key)
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Check and convert one value to its field type; strings from the command line are parsed as YAML scalars."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        last_error = None
+        for option in typing.get_args(annotation):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, option, key, source)
+            except InputError as e:
+                last_error = e
+        raise last_error
+    if isinstance(value, str) and annotation in (int, float):
+        try:  # python's parser: YAML 1.1 reads "1e-3" as a string
+            value = int(value) if annotation is int else float(value)
+        except ValueError:
+            pass
+    elif isinstance(value, str) and annotation is bool:
+        value = yaml.safe_load(value) if value.strip() else value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise InputError(f"expected {getattr(annotation, '__name__', annotation)}, got {value!r}", source, field=key)
+
+
+def _merge(obj: Any, values: dict[str, Any], source: str, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else \
+                f"; valid keys: {', '.join(prefix + n for n in names)}"
+            raise InputError(f"unknown config key {dotted!r}{hint}", source, field=dotted)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise InputError(f"{dotted} must be a mapping", source, field=dotted)
+            _merge(current, value, source, dotted + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], dotted, source))
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """['a.b=1', 'c=x'] → {'a': {'b': '1'}, 'c': 'x'} (values are parsed against the schema later)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"override {item!r} is not key=value", "command line")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
+    cfg = TrainConfig()
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise InputError("config file not found", p)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", p, None if line is None else line + 1)
+        if not isinstance(raw, dict):
+            raise InputError("top level must be a mapping", p)
+        _merge(cfg, raw, str(p))
+    _merge(cfg, parse_overrides(list(overrides)), "command line")
+    cfg.validate(str(path) if path else "command line")
+    return cfg
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

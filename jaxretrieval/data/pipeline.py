@@ -1,0 +1,137 @@
+"""The training input pipeline on tf.data.
+
+Texts are tokenized once, up front, into two ragged token tables (queries, documents). Each step's rows come
+from `epoch_plan`, a pure function of (seed, epoch), so the pipeline's position is just the global step: a
+resumed run rebuilds the identical stream from the step stored in its checkpoint, with nothing replayed.
+
+Per step, the padded length is chosen from the *global* batch (so every process builds the same shapes) and
+rounded up to a bucket; each process then gathers and pads only its own rows, in tf.data worker threads, while
+the previous step runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+from jaxretrieval.data.tokenize import TextTokenizer, bucket_for, length_buckets
+from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
+
+
+@dataclasses.dataclass
+class TokenTable:
+    """Ragged token ids: row i is flat[offsets[i]:offsets[i + 1]]."""
+
+    flat: np.ndarray  # int32[total]
+    offsets: np.ndarray  # int64[rows + 1]
+    buckets: tuple[int, ...]
+
+    @classmethod
+    def build(cls, tokenizer: TextTokenizer, texts: list[str], kind: str, max_length: int,
+              per_octave: int) -> "TokenTable":
+        saved = tokenizer.max_length
+        tokenizer.max_length = max_length
+        try:
+            ids = tokenizer.tokenize(texts, kind)["input_ids"]
+        finally:
+            tokenizer.max_length = saved
+        lengths = np.array([len(x) for x in ids], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        flat = np.fromiter((t for row in ids for t in row), np.int32, count=int(offsets[-1]))
+        return cls(flat, offsets, length_buckets(max_length, per_octave=per_octave))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def padded_length(self, rows: np.ndarray) -> int:
+        return bucket_for(int(self.lengths[rows].max()), self.buckets)
+
+
+def _pad_rows(table: TokenTable, rows: np.ndarray, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.full((len(rows), length), pad_id, np.int32)
+    mask = np.zeros((len(rows), length), np.int32)
+    for r, i in enumerate(rows):
+        seq = table.flat[table.offsets[i]:table.offsets[i + 1]]
+        ids[r, :len(seq)] = seq
+        mask[r, :len(seq)] = 1
+    return ids, mask
+
+
+@dataclasses.dataclass
+class DenseBatchSource:
+    """Produces this process's share of each global batch for the dense contrastive task."""
+
+    pairs: TrainPairs
+    queries: TokenTable
+    docs: TokenTable
+    global_batch: int
+    num_negatives: int
+    seed: int
+    pad_id: int
+    process_index: int = 0
+    process_count: int = 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.pairs) // self.global_batch
+
+    def _plan(self, epoch: int):
+        cached = self.__dict__.get("_cached_plan")
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives))
+            self.__dict__["_cached_plan"] = cached
+        return cached[1]
+
+    def step_rows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Global (query ids, positive ids, negative ids) of one step; drop-remainder epochs."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        q, p, n = self._plan(epoch)
+        rows = slice(index * self.global_batch, (index + 1) * self.global_batch)
+        return q[rows], p[rows], n[rows]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        q, p, n = self.step_rows(step)
+        q_len = self.queries.padded_length(q)
+        d_len = self.docs.padded_length(np.concatenate([p, n.reshape(-1)]))
+        local = self.global_batch // self.process_count
+        mine = slice(self.process_index * local, (self.process_index + 1) * local)
+        q, p, n = q[mine], p[mine], n[mine]
+        q_ids, q_mask = _pad_rows(self.queries, q, q_len, self.pad_id)
+        d_ids, d_mask = _pad_rows(self.docs, np.concatenate([p, n.reshape(-1)]), d_len, self.pad_id)
+        k = len(p)
+        return {
+            "query_ids": q_ids, "query_mask": q_mask,
+            "pos_ids": d_ids[:k], "pos_mask": d_mask[:k],
+            "neg_ids": d_ids[k:].reshape(k, self.num_negatives, d_len),
+            "neg_mask": d_mask[k:].reshape(k, self.num_negatives, d_len),
+            "query_text": q.astype(np.int32), "pos_doc": p.astype(np.int32), "neg_doc": n.astype(np.int32),
+        }
+
+
+def iterate(source: DenseBatchSource, start_step: int, end_step: int, prefetch: int = 2
+            ) -> Iterator[dict[str, np.ndarray]]:
+    """Batches for steps [start_step, end_step), built by tf.data in background threads."""
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; keep TensorFlow off accelerators
+    example = source.batch(start_step) if end_step > start_step else None
+    if example is None:
+        return iter(())
+    signature = {k: tf.TensorSpec([None] * v.ndim, tf.as_dtype(v.dtype)) for k, v in example.items()}
+
+    def make(step):
+        out = source.batch(int(step))
+        return tuple(out[k] for k in signature)
+
+    keys = list(signature)
+    ds = tf.data.Dataset.range(start_step, end_step)
+    ds = ds.map(lambda s: tf.numpy_function(make, [s], [signature[k].dtype for k in keys], stateful=False),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda *xs: dict(zip(keys, xs))).prefetch(prefetch)
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = ds.with_options(options)
+    return ds.as_numpy_iterator()

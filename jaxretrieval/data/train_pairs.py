@@ -1,0 +1,135 @@
+"""Training examples for retrieval: a query, its positives and its hard negatives, read from
+(1) jsonl in the RAG-Retrieval / FlagEmbedding format `{"query", "pos": [...], "neg": [...], "prompt"?}` or
+(2) a BEIR directory's qrels split (one example per judged (query, relevant document) row).
+
+Texts are deduplicated into two tables (queries, documents) and examples refer to them by index: the same
+document text always has the same id, which is what lets the loss mask duplicate positives out of the negatives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jaxretrieval.data.beir import read_corpus, read_qrels, read_queries
+from jaxretrieval.data.jsonl import iter_jsonl, require_str
+from jaxretrieval.errors import InputError
+
+
+@dataclasses.dataclass
+class TrainPairs:
+    query_texts: list[str]  # unique query texts (record prompt already prepended)
+    doc_texts: list[str]  # unique document texts
+    query: np.ndarray  # int64[E]: example → query text id
+    positives: list[np.ndarray]  # per example, doc ids of its positives (≥ 1)
+    negatives: list[np.ndarray]  # per example, doc ids of its hard negatives (may be empty)
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+
+class _Interner:
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+        self.texts: list[str] = []
+
+    def __call__(self, text: str) -> int:
+        if text not in self.ids:
+            self.ids[text] = len(self.texts)
+            self.texts.append(text)
+        return self.ids[text]
+
+
+def _str_list(obj: dict, key: str, path, lineno: int, required: bool) -> list[str]:
+    value = obj.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"field {key!r} must be a list of strings", path, lineno, field=key)
+    if required and not value:
+        raise InputError(f"field {key!r} is empty: every query needs at least one positive", path, lineno,
+                         field=key)
+    return value
+
+
+def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
+    queries, docs = _Interner(), _Interner()
+    q_ids, pos, neg = [], [], []
+    for lineno, obj in iter_jsonl(path):
+        query = require_str(obj, "query", path, lineno, allow_empty=False)
+        prompt = obj.get("prompt") or ""
+        if not isinstance(prompt, str):
+            raise InputError("field 'prompt' must be a string", path, lineno, field="prompt")
+        q_ids.append(queries(prompt + query))
+        pos.append(np.array([docs(t) for t in _str_list(obj, "pos", path, lineno, True)], np.int64))
+        neg.append(np.array([docs(t) for t in _str_list(obj, "neg", path, lineno, False)], np.int64))
+    if not q_ids:
+        raise InputError("no training records", path)
+    return TrainPairs(queries.texts, docs.texts, np.array(q_ids, np.int64), pos, neg, str(path))
+
+
+def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs:
+    d = Path(root)
+    qrels_path = d / "qrels" / f"{split}.tsv"
+    qrels = read_qrels(qrels_path)
+    doc_ids, doc_texts = read_corpus(d / "corpus.jsonl")
+    doc_index = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    queries = read_queries(d / "queries.jsonl")
+    q_intern = _Interner()
+    q_ids, pos = [], []
+    for qid, judged in qrels.items():
+        if qid not in queries:
+            raise InputError(f"query id {qid!r} is not in queries.jsonl", qrels_path)
+        for doc_id, rel in judged.items():
+            if rel <= 0:
+                continue
+            if doc_id not in doc_index:
+                raise InputError(f"corpus id {doc_id!r} is not in corpus.jsonl", qrels_path)
+            q_ids.append(q_intern(queries[qid]))
+            pos.append(np.array([doc_index[doc_id]], np.int64))
+    if not q_ids:
+        raise InputError("no relevant (score > 0) pairs", qrels_path)
+    empty = np.zeros(0, np.int64)
+    return TrainPairs(q_intern.texts, doc_texts, np.array(q_ids, np.int64), pos, [empty] * len(pos), str(d))
+
+
+def read_train_pairs(source: str | os.PathLike, split: str = "train") -> TrainPairs:
+    p = Path(source)
+    if p.is_dir():
+        return read_pairs_beir(p, split)
+    if p.suffix == ".jsonl":
+        return read_pairs_jsonl(p)
+    if not p.exists():
+        raise InputError("training data not found", p)
+    raise InputError("training data must be a .jsonl file or a BEIR directory", p)
+
+
+def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The epoch's example order and sampled documents, a pure function of (seed, epoch).
+
+    Returns query ids int64[E], positive doc ids int64[E] (one positive drawn per example) and negative doc ids
+    int64[E, num_negatives]: drawn without replacement from the example's hard negatives, with replacement only
+    when it has fewer than needed, and from random non-positive documents when it has none.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(pairs))
+    query = pairs.query[order]
+    positive = np.array([rng.choice(pairs.positives[i]) for i in order], np.int64)
+    negative = np.zeros((len(order), num_negatives), np.int64)
+    if num_negatives:
+        num_docs = len(pairs.doc_texts)
+        for row, i in enumerate(order):
+            hard = pairs.negatives[i]
+            if len(hard):
+                negative[row] = rng.choice(hard, num_negatives, replace=len(hard) < num_negatives)
+            else:
+                own = set(pairs.positives[i].tolist())
+                pool = np.setdiff1d(rng.choice(num_docs, num_negatives + len(own), replace=num_docs <
+                                               num_negatives + len(own)), list(own))
+                negative[row] = np.resize(pool if len(pool) else rng.choice(num_docs, 1), num_negatives)
+    return query, positive, negative

@@ -1,0 +1,189 @@
+"""The train loop: one jit-compiled, sharded step over a device mesh, fed by the tf.data pipeline, with
+Orbax checkpoints (exact resume), periodic evaluation, and logs. Everything that can be wrong with the input is
+checked before the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import yaml
+from flax import nnx
+
+from jaxretrieval.config import TrainConfig, config_to_dict
+from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
+from jaxretrieval.data.beir import load_beir
+from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable, iterate
+from jaxretrieval.data.train_pairs import read_train_pairs
+from jaxretrieval.errors import InputError
+from jaxretrieval.eval.retrieval import evaluate_dense
+from jaxretrieval.train.checkpoint import Checkpoints
+from jaxretrieval.train.dense_task import dense_contrastive_loss
+from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
+from jaxretrieval.train.optimizer import make_optimizer
+from jaxretrieval.train.run_log import RunLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything built and validated before the first step."""
+
+    cfg: TrainConfig
+    loaded: LoadedEmbedder
+    source: DenseBatchSource
+    total_steps: int
+    mesh: jax.sharding.Mesh
+    eval_data: Any
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+    eval_data = load_beir(cfg.eval.data, cfg.eval.split) if cfg.eval.data else None
+    mesh = make_mesh(cfg.mesh)
+    dp = data_parallel_size(mesh)
+    if cfg.batch_size % dp:
+        raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
+                         f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
+    if len(pairs) < cfg.batch_size:
+        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
+                         pairs.source, field="batch_size")
+    dtype = jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
+    pooling = tuple(cfg.model.pooling.split(",")) if cfg.model.pooling else None
+    loaded = load_embedder(cfg.model.path, pooling=pooling, dtype=dtype)
+    tok = loaded.tokenizer
+    per_octave = cfg.data.length_buckets_per_octave
+    queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
+                               per_octave)
+    docs = TokenTable.build(tok, pairs.doc_texts, "doc", min(cfg.model.max_doc_length, tok.max_length), per_octave)
+    source = DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
+                              jax.process_index(), jax.process_count())
+    total = cfg.steps or int(cfg.epochs * source.steps_per_epoch)
+    if total <= 0:
+        raise InputError("no steps to run (set steps or epochs)", "config", field="steps")
+    return Prepared(cfg, loaded, source, total, mesh, eval_data)
+
+
+def _data_fingerprint(source: DenseBatchSource) -> dict[str, Any]:
+    return {"examples": len(source.pairs), "queries": len(source.pairs.query_texts),
+            "docs": len(source.pairs.doc_texts), "source": source.pairs.source}
+
+
+def make_train_step(graphdef, tx, schedule, cfg: TrainConfig, state_shardings, batch_shardings, mesh):
+    base_key = jax.random.key(cfg.seed)
+
+    def step_fn(state, batch):
+        step = state["step"]
+        key = jax.random.fold_in(base_key, step) if cfg.model.dropout else None
+
+        def loss_of(params):
+            return dense_contrastive_loss(nnx.merge(graphdef, params), batch, key, cfg.loss)
+
+        loss, grads = jax.value_and_grad(loss_of)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(step)}
+        return {"params": params, "opt_state": opt_state, "step": step + 1}, metrics
+
+    return jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings),
+                   out_shardings=(state_shardings, replicated(mesh)), donate_argnums=0)
+
+
+def global_batch(local: dict[str, np.ndarray], shardings: dict[str, Any]) -> dict[str, jax.Array]:
+    return {k: jax.make_array_from_process_local_data(shardings[k], v) for k, v in local.items()}
+
+
+def init_train_state(prep: Prepared):
+    """Parameters and optimizer state placed on the mesh, with their shardings and the batch shardings.
+    Returns (graphdef, state, state shardings, batch shardings, (optimizer, schedule))."""
+    cfg, mesh, source = prep.cfg, prep.mesh, prep.source
+    graphdef, params = nnx.split(prep.loaded.model)
+    tx, schedule = make_optimizer(cfg.optimizer, cfg.learning_rate, prep.total_steps)
+    param_sh = tree_shardings(params, mesh)
+    params = jax.device_put(params, param_sh)
+    opt_state = jax.jit(tx.init)(params)
+    opt_sh = tree_shardings(opt_state, mesh)
+    state = {"params": params, "opt_state": jax.device_put(opt_state, opt_sh), "step": jnp.zeros((), jnp.int32)}
+    state_sh = {"params": param_sh, "opt_state": opt_sh, "step": replicated(mesh)}
+    batch_sh = {k: batch_sharding(mesh, v.ndim) for k, v in source.batch(0).items()}
+    return graphdef, state, state_sh, batch_sh, (tx, schedule)
+
+
+def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
+    """Run (or resume) training. Returns a summary: final step, last loss, last and best eval metrics.
+
+    stop_at_step ends the run early as a preemption would (a checkpoint is written there), while the schedule
+    still follows the configured total: the resumed run must continue exactly as if never stopped."""
+    prep = prepare(cfg)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mesh, source = prep.mesh, prep.source
+    graphdef, state, state_sh, batch_sh, schedule_tx = init_train_state(prep)
+    checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
+    meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": _data_fingerprint(source), "best": None}
+    start = 0
+    latest = checkpoints.latest_step()
+    if latest is not None:
+        state, saved_meta = checkpoints.restore(latest, state, state_sh)
+        if saved_meta.get("data") != meta["data"]:
+            raise InputError(f"checkpoint at step {latest} was trained on different data {saved_meta.get('data')}; "
+                             f"use a new output_dir", checkpoints.directory)
+        meta["best"] = saved_meta.get("best")
+        start = int(state["step"])
+        print(f"resuming from step {start} ({checkpoints.directory})", file=sys.stderr)
+    if jax.process_index() == 0:
+        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+    train_step = make_train_step(graphdef, *schedule_tx, cfg, state_sh, batch_sh, mesh)
+    run_log = RunLog(out, start, prep.total_steps)
+    summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": []}
+
+    def run_eval(step: int) -> None:
+        if prep.eval_data is None:
+            return
+        loaded = LoadedEmbedder(nnx.merge(graphdef, state["params"]), prep.loaded.tokenizer, prep.loaded.path)
+        metrics = evaluate_dense(loaded, prep.eval_data, cfg.eval.batch_size, progress=True)
+        value = metrics[cfg.eval.metric]
+        if meta["best"] is None or value > meta["best"]["value"]:
+            meta["best"] = {"step": step, "metric": cfg.eval.metric, "value": value}
+        record = {"step": step, **{f"eval/{k}": v for k, v in metrics.items()}, "best_step": meta["best"]["step"]}
+        run_log.write(record)
+        summary["eval"] = metrics
+        summary["eval_history"].append({"step": step, cfg.eval.metric: value})
+        print(json.dumps(record), file=sys.stderr)
+
+    if start == 0 and prep.eval_data is not None and cfg.eval_every > 0:
+        run_eval(0)
+    step = start
+    try:
+        end = prep.total_steps if stop_at_step is None else min(stop_at_step, prep.total_steps)
+        for local in iterate(source, start, end):
+            state, metrics = train_step(state, global_batch(local, batch_sh))
+            step += 1
+            if step % cfg.log_every == 0 or step == prep.total_steps:
+                m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                epoch, index = divmod(step, source.steps_per_epoch)
+                run_log.write({"step": step, **m, "epoch": epoch + index / source.steps_per_epoch})
+                run_log.progress(step, m["loss"])
+                summary["loss"] = m["loss"]
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != prep.total_steps:
+                run_eval(step)
+            checkpoints.save(step, state, meta)
+        if step == prep.total_steps:
+            run_eval(step)
+        checkpoints.save(step, state, meta, force=True)
+    finally:
+        checkpoints.close()
+        run_log.close()
+    summary.update(step=step, best=meta["best"])
+    return summary

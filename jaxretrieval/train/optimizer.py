@@ -1,0 +1,46 @@
+"""AdamW with warmup + linear/cosine decay and global-norm clipping; no weight decay on biases and LayerNorm."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import optax
+
+from jaxretrieval.config import OptimizerConfig
+
+_DECAYED = re.compile(r"(kernel|embedding)(\.value)?$")
+
+
+def learning_rate_schedule(cfg: OptimizerConfig, peak: float, total_steps: int) -> optax.Schedule:
+    """0 → peak over the warmup steps, then decay (to 0 for linear/cosine) at the last step."""
+    warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total_steps)
+    rest = max(total_steps - warmup, 1)
+    if cfg.schedule == "linear":
+        decay = optax.linear_schedule(peak, 0.0, rest)
+    elif cfg.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(peak, rest)
+    else:
+        decay = optax.constant_schedule(peak)
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def weight_decay_mask(params):
+    """True for matrices (dense kernels, embedding tables); False for biases and LayerNorm scales."""
+    def decide(path, _):
+        name = ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+        return bool(_DECAYED.search(name))
+    return jax.tree_util.tree_map_with_path(decide, params)
+
+
+def make_optimizer(cfg: OptimizerConfig, peak: float, total_steps: int
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    schedule = learning_rate_schedule(cfg, peak, total_steps)
+    tx = optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm) if cfg.max_grad_norm > 0 else optax.identity(),
+        optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                    mask=weight_decay_mask),
+    )
+    return tx, schedule

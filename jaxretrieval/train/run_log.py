@@ -1,0 +1,98 @@
+"""What a person watching a run wants: a progress bar, metrics.jsonl, TensorBoard events and a final PNG plot.
+Only process 0 writes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+
+class RunLog:
+    def __init__(self, output_dir: str | Path, start_step: int, total_steps: int):
+        self.dir = Path(output_dir)
+        self.enabled = jax.process_index() == 0
+        self.start_step, self.total_steps = start_step, total_steps
+        self._t0 = time.perf_counter()
+        self._bar = self._tb = None
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self._jsonl = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,
+                         dynamic_ncols=True, smoothing=0.3)
+        try:
+            import tensorflow as tf
+
+            self._tb = tf.summary.create_file_writer(str(self.dir / "tensorboard"))
+        except Exception as e:  # TensorBoard is a convenience: never let it stop training
+            print(f"warning: TensorBoard logging disabled ({e})", file=sys.stderr)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One JSON object per line; also to TensorBoard (numbers only)."""
+        if not self.enabled:
+            return
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            import tensorflow as tf
+
+            with self._tb.as_default(step=int(record["step"])):
+                for key, value in record.items():
+                    if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        tf.summary.scalar(key, float(value))
+            self._tb.flush()
+
+    def progress(self, step: int, loss: float) -> None:
+        if self._bar is None:
+            return
+        self._bar.n = step
+        rate = (step - self.start_step) / max(time.perf_counter() - self._t0, 1e-9)
+        self._bar.set_postfix(loss=f"{loss:.4f}", steps_per_s=f"{rate:.3f}", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._bar.close()
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+        plot_metrics(self.dir / "metrics.jsonl", self.dir / "metrics.png")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_metrics(jsonl: Path, png: Path) -> None:
+    """Loss (left) and every eval metric (right) against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(jsonl)
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if any(k.startswith("eval/") for k in r)]
+    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
+    ax_loss.set(xlabel="step", ylabel="loss", title="training loss")
+    names = sorted({k for r in evals for k in r if k.startswith("eval/") and isinstance(r[k], float)})
+    for name in names:
+        pts = [(r["step"], r[name]) for r in evals if name in r]
+        ax_eval.plot(*zip(*pts), marker="o", label=name.removeprefix("eval/"))
+    if names:
+        ax_eval.legend()
+    ax_eval.set(xlabel="step", title="evaluation")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,55 @@
+"""Config schema: every shipped config parses; overrides, type checks and unknown keys fail clearly."""
+
+from pathlib import Path
+
+import pytest
+
+from jaxretrieval.config import load_config
+from jaxretrieval.errors import InputError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+BASE = ["output_dir=/tmp/x", "model.path=m", "data.train=d.jsonl"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_parses(path):
+    cfg = load_config(path, ["output_dir=/tmp/somewhere"])
+    assert cfg.batch_size > 0 and cfg.model.path and cfg.data.train
+
+
+def test_there_are_shipped_configs():
+    assert any(p.name == "quickstart.yaml" for p in CONFIGS)
+
+
+def test_dotted_overrides_and_types(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 10\nloss:\n  temperature: 0.1\n")
+    cfg = load_config(f, BASE + ["loss.temperature=0.02", "learning_rate=1e-3", "model.dropout=false",
+                                 "steps=7"])
+    assert cfg.steps == 7 and cfg.loss.temperature == 0.02 and cfg.learning_rate == 1e-3
+    assert cfg.model.dropout is False
+
+
+def test_unknown_key_lists_close_matches(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("learning_rte: 0.1\n")
+    with pytest.raises(InputError, match=r"c\.yaml.*unknown config key 'learning_rte'.*learning_rate"):
+        load_config(f, BASE)
+    with pytest.raises(InputError, match=r"command line.*'loss\.temprature'.*loss\.temperature"):
+        load_config(None, BASE + ["loss.temprature=0.1"])
+
+
+def test_wrong_type_and_bad_value_name_the_key():
+    with pytest.raises(InputError, match=r"\[steps\].*expected int"):
+        load_config(None, BASE + ["steps=many"])
+    with pytest.raises(InputError, match=r"\[loss.temperature\].*positive"):
+        load_config(None, BASE + ["loss.temperature=0"])
+    with pytest.raises(InputError, match=r"\[output_dir\]"):
+        load_config(None, ["model.path=m", "data.train=d"])
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 1\nloss: [unclosed\n")
+    with pytest.raises(InputError, match=r"c\.yaml:\d+: invalid YAML"):
+        load_config(f, BASE)

@@ -1,0 +1,110 @@
+"""The train loop: sharding-invariance, exact resume, logs, and input errors raised before any step."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
+from jaxretrieval.config import load_config
+from jaxretrieval.errors import InputError
+from jaxretrieval.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    return tiny_embedder_dir(root / "model"), tiny_pairs_jsonl(root / "data.jsonl", rows=32, negatives=3)
+
+
+def _cfg(out, model, data, *extra):
+    return load_config(None, [f"output_dir={out}", f"model.path={model}", f"data.train={data}", "batch_size=8",
+                              "data.num_negatives=1", "learning_rate=1e-3", "save_every=3", "log_every=1",
+                              "optimizer.warmup_steps=2", *extra])
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _final_params(out):
+    """Parameters of the newest checkpoint, as a flat {path: array} dict."""
+    import orbax.checkpoint as ocp
+
+    mgr = ocp.CheckpointManager(out / "checkpoints")
+    restored = mgr.restore(mgr.latest_step())
+    flat = jax.tree_util.tree_flatten_with_path(restored["state"]["params"])[0]
+    mgr.close()
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
+
+
+def test_one_device_and_eight_devices_agree(tmp_path, setup):
+    assert jax.device_count() == 8, "conftest sets 8 simulated CPU devices"
+    model, data = setup
+    train(_cfg(tmp_path / "one", model, data, "steps=3", "mesh.data=1"))
+    train(_cfg(tmp_path / "eight", model, data, "steps=3"))
+    one, eight = _metrics(tmp_path / "one"), _metrics(tmp_path / "eight")
+    assert [m["step"] for m in one] == [1, 2, 3]
+    np.testing.assert_allclose([m["loss"] for m in one], [m["loss"] for m in eight], atol=1e-5)
+    p1, p8 = _final_params(tmp_path / "one"), _final_params(tmp_path / "eight")
+    assert p1.keys() == p8.keys()
+    for k in p1:
+        np.testing.assert_allclose(p1[k], p8[k], atol=1e-5, err_msg=k)
+
+
+def test_resume_is_exact(tmp_path, setup):
+    model, data = setup
+    straight = tmp_path / "straight"
+    train(_cfg(straight, model, data, "steps=6"))
+    resumed = tmp_path / "resumed"
+    first = train(_cfg(resumed, model, data, "steps=6"), stop_at_step=3)
+    assert first["step"] == 3
+    second = train(_cfg(resumed, model, data, "steps=6"))
+    assert second["step"] == 6
+    a, b = _metrics(straight), _metrics(resumed)
+    assert [m for m in a if m["step"] > 3] == [m for m in b if m["step"] > 3]  # bitwise: exact float equality
+    pa, pb = _final_params(straight), _final_params(resumed)
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    for name in ("config.yaml", "metrics.png"):
+        assert (resumed / name).exists()
+    assert list((resumed / "tensorboard").iterdir())
+
+
+def _nothing_written(out):
+    return not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
+
+
+def test_malformed_line_fails_before_any_step(tmp_path, setup):
+    model, data = setup
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(data.read_text() + '{"query": "x", "pos": ["y"\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:33: not valid JSON"):
+        train(_cfg(tmp_path / "out", model, bad, "steps=1"))
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_empty_pos_fails_before_any_step(tmp_path, setup):
+    model, data = setup
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "x", "pos": []}\n' + data.read_text())
+    with pytest.raises(InputError, match=r"bad\.jsonl:1 \[pos\]"):
+        train(_cfg(tmp_path / "out", model, bad, "steps=1"))
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_batch_not_divisible_by_data_parallel_size(tmp_path, setup):
+    model, data = setup
+    with pytest.raises(InputError, match=r"\[batch_size\].*not divisible by the data-parallel size 8"):
+        train(_cfg(tmp_path / "out", model, data, "steps=1", "batch_size=12"))
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_cli_train_reports_unknown_key(tmp_path, capsys, setup):
+    from jaxretrieval.cli import main
+
+    model, data = setup
+    assert main(["train", "configs/quickstart.yaml", f"output_dir={tmp_path}", "stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'stepz'" in err and "steps" in err
