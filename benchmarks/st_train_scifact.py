@@ -24,31 +24,49 @@ def main():
     ap.add_argument("--out", default="runs/st_scifact")
     args = ap.parse_args()
 
-    from datasets import Dataset
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments, losses)
+    import torch
+    from sentence_transformers import SentenceTransformer, losses
+    from transformers import get_linear_schedule_with_warmup
 
     from jaxretrieval.data.beir import load_beir
     from jaxretrieval.data.train_pairs import read_pairs_beir
     from st_scifact_eval import evaluate_st
 
+    # The loop SentenceTransformerTrainer runs, written out (no `datasets` dependency): seeded shuffle,
+    # drop-last batches, MNRL, AdamW without decay on biases/LayerNorm, warmup + linear decay, clip at 1.0.
+    torch.manual_seed(0)
     pairs = read_pairs_beir(args.data, "train")
-    train = Dataset.from_dict({"anchor": [pairs.query_texts[q] for q in pairs.query],
-                               "positive": [pairs.doc_texts[p[0]] for p in pairs.positives]})
+    anchors = [pairs.query_texts[q] for q in pairs.query]
+    positives = [pairs.doc_texts[p[0]] for p in pairs.positives]
     model = SentenceTransformer(args.model, device="cpu")
     model.max_seq_length = 256
-    targs = SentenceTransformerTrainingArguments(
-        output_dir=args.out, num_train_epochs=1, per_device_train_batch_size=32, learning_rate=2e-5,
-        warmup_ratio=0.1, lr_scheduler_type="linear", weight_decay=0.01, seed=0, logging_steps=1,
-        save_strategy="no", report_to="none", dataloader_drop_last=True, use_cpu=True)
-    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train,
-                                         loss=losses.MultipleNegativesRankingLoss(model, scale=20.0))
+    model.train()
+    loss_fn = losses.MultipleNegativesRankingLoss(model, scale=20.0)
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [{"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+               "weight_decay": 0.01},
+              {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+               "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=2e-5)
+    order = torch.randperm(len(anchors), generator=torch.Generator().manual_seed(0)).tolist()
+    steps = len(order) // 32
+    sched = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
     t0 = time.perf_counter()
-    trainer.train()
+    for step in range(steps):
+        rows = order[step * 32:(step + 1) * 32]
+        feats = [model.tokenize([anchors[i] for i in rows]), model.tokenize([positives[i] for i in rows])]
+        loss = loss_fn(feats, None)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        print(f"step {step + 1}/{steps} loss {loss.item():.4f}", file=sys.stderr, flush=True)
     train_s = time.perf_counter() - t0
+    model.eval()
     metrics = evaluate_st(model, load_beir(args.data, "test"))
-    metrics.update(engine="sentence-transformers", train_seconds=train_s, steps=trainer.state.global_step,
-                   pairs_per_s=trainer.state.global_step * 32 / train_s)
+    metrics.update(engine="sentence-transformers", train_seconds=train_s, steps=steps,
+                   pairs_per_s=steps * 32 / train_s)
     print(json.dumps(metrics))
 
 

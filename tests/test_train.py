@@ -108,3 +108,11 @@ def test_cli_train_reports_unknown_key(tmp_path, capsys, setup):
     assert main(["train", "configs/quickstart.yaml", f"output_dir={tmp_path}", "stepz=3"]) == 2
     err = capsys.readouterr().err
     assert "unknown config key 'stepz'" in err and "steps" in err
+
+
+def test_bfloat16_compute_keeps_float32_master_weights(tmp_path, setup):
+    model, data = setup
+    summary = train(_cfg(tmp_path / "bf16", model, data, "steps=2", "model.compute_dtype=bfloat16"))
+    assert np.isfinite(summary["loss"])
+    params = _final_params(tmp_path / "bf16")
+    assert all(v.dtype == np.float32 for v in params.values())
