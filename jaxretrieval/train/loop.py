@@ -113,7 +113,10 @@ def init_train_state(prep: Prepared):
     params = jax.device_put(params, param_sh)
     opt_state = jax.jit(tx.init)(params)
     opt_sh = tree_shardings(opt_state, mesh)
-    state = {"params": params, "opt_state": jax.device_put(opt_state, opt_sh), "step": jnp.zeros((), jnp.int32)}
+    # Every leaf is placed with its final sharding up front: an unplaced leaf would make the second call of the
+    # train step miss the jit cache and compile again.
+    state = {"params": params, "opt_state": jax.device_put(opt_state, opt_sh),
+             "step": jax.device_put(jnp.zeros((), jnp.int32), replicated(mesh))}
     state_sh = {"params": param_sh, "opt_state": opt_sh, "step": replicated(mesh)}
     batch_sh = {k: batch_sharding(mesh, v.ndim) for k, v in source.batch(0).items()}
     return graphdef, state, state_sh, batch_sh, (tx, schedule)
