@@ -42,11 +42,15 @@ class RunLog:
         if self._tb is not None:
             import tensorflow as tf
 
-            with self._tb.as_default(step=int(record["step"])):
-                for key, value in record.items():
-                    if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                        tf.summary.scalar(key, float(value))
-            self._tb.flush()
+            try:
+                with self._tb.as_default(step=int(record["step"])):
+                    for key, value in record.items():
+                        if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                            tf.summary.scalar(key, float(value))
+                self._tb.flush()
+            except Exception as e:  # e.g. the tensorboard package missing: keep training, say so once
+                print(f"warning: TensorBoard logging disabled ({e})", file=sys.stderr)
+                self._tb = None
 
     def progress(self, step: int, loss: float) -> None:
         if self._bar is None:
