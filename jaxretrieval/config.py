@@ -80,7 +80,7 @@ class TrainConfig:
     learning_rate: float = 2e-5
     save_every: int = 500
     eval_every: int = 0  # 0: evaluate only at the end (when eval.data is set)
-    log_every: int = 1
+    log_every: int = 10  # each logged step waits for the device; keep it sparse on accelerators
     keep_checkpoints: int = 2
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
