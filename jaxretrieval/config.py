@@ -53,7 +53,7 @@ class OptimizerConfig:
     max_grad_norm: float = 1.0
     b1: float = 0.9
     b2: float = 0.999
-    eps: float = 1e-6
+    eps: float = 1e-8  # as torch.optim.AdamW and the Hugging Face Trainer
 
 
 @dataclasses.dataclass

@@ -1,6 +1,5 @@
 """Embeddings from sentence-transformers directories match SentenceTransformer(dir).encode ≤ 1e-4."""
 
-import json
 
 import numpy as np
 import pytest

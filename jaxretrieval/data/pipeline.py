@@ -31,12 +31,7 @@ class TokenTable:
     @classmethod
     def build(cls, tokenizer: TextTokenizer, texts: list[str], kind: str, max_length: int,
               per_octave: int) -> "TokenTable":
-        saved = tokenizer.max_length
-        tokenizer.max_length = max_length
-        try:
-            ids = tokenizer.tokenize(texts, kind)["input_ids"]
-        finally:
-            tokenizer.max_length = saved
+        ids = tokenizer.tokenize(texts, kind, max_length)["input_ids"]
         lengths = np.array([len(x) for x in ids], np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         flat = np.fromiter((t for row in ids for t in row), np.int32, count=int(offsets[-1]))

@@ -67,15 +67,17 @@ class TextTokenizer:
             return len(ids) - 1
         return len(ids)
 
-    def tokenize(self, texts: Sequence[str], kind: str = "doc") -> dict[str, list[list[int]]]:
-        """Truncated, unpadded token ids (and token type ids) for each text, with the kind's prompt prepended."""
+    def tokenize(self, texts: Sequence[str], kind: str = "doc", max_length: int | None = None
+                 ) -> dict[str, list[list[int]]]:
+        """Truncated (to max_length, default the model's), unpadded token ids and token type ids for each text,
+        with the kind's prompt prepended."""
         if kind not in self.prompts:
             raise ValueError(f"kind must be 'query' or 'doc', got {kind!r}")
         prompt = self.prompts[kind]
         texts = [prompt + t for t in texts] if prompt else list(texts)
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length or self.max_length, padding=False,
                              return_attention_mask=False, return_token_type_ids=True)
         return {"input_ids": enc["input_ids"], "token_type_ids": enc.get("token_type_ids")}
 

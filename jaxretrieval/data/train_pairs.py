@@ -127,9 +127,8 @@ def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int
             hard = pairs.negatives[i]
             if len(hard):
                 negative[row] = rng.choice(hard, num_negatives, replace=len(hard) < num_negatives)
-            else:
-                own = set(pairs.positives[i].tolist())
-                pool = np.setdiff1d(rng.choice(num_docs, num_negatives + len(own), replace=num_docs <
-                                               num_negatives + len(own)), list(own))
-                negative[row] = np.resize(pool if len(pool) else rng.choice(num_docs, 1), num_negatives)
+            else:  # no hard negatives given: random documents that are not among its positives
+                candidates = rng.choice(num_docs, 4 * num_negatives + len(pairs.positives[i]))
+                candidates = candidates[~np.isin(candidates, pairs.positives[i])]
+                negative[row] = np.resize(candidates if len(candidates) else rng.choice(num_docs, 1), num_negatives)
     return query, positive, negative
