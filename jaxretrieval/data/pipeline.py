@@ -68,17 +68,16 @@ class DenseBatchSource:
     pad_id: int
     process_index: int = 0
     process_count: int = 1
+    _cached_plan: tuple | None = dataclasses.field(default=None, init=False, repr=False)  # (epoch, plan)
 
     @property
     def steps_per_epoch(self) -> int:
         return len(self.pairs) // self.global_batch
 
     def _plan(self, epoch: int):
-        cached = self.__dict__.get("_cached_plan")
-        if cached is None or cached[0] != epoch:
-            cached = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives))
-            self.__dict__["_cached_plan"] = cached
-        return cached[1]
+        if self._cached_plan is None or self._cached_plan[0] != epoch:
+            self._cached_plan = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives))
+        return self._cached_plan[1]
 
     def step_rows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Global (query ids, positive ids, negative ids) of one step; drop-remainder epochs."""

@@ -93,23 +93,18 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, bia
 
 
 def _batched_attention(q, k, v, key_mask, bias=None, causal=False, dropout_rate=0.0, dropout_key=None):
-    """Softmax runs in float32 whatever the compute dtype: bf16 softmax over 512 keys loses the small weights."""
-    scale = 1.0 / jnp.sqrt(jnp.asarray(q.shape[-1], jnp.float32))
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * scale
+    """The per-example probabilities vmapped over the batch: one [B, H, Lq, Lk] computation."""
     if bias is not None:
-        scores = scores + bias.astype(jnp.float32)
-    mask = key_mask[:, None, None, :]
-    if causal:
-        lq, lk = q.shape[1], k.shape[1]
-        mask = mask & jnp.tril(jnp.ones((lq, lk), bool), k=lk - lq)[None, None]
-    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1)
+        bias = jnp.broadcast_to(bias, (q.shape[0],) + bias.shape[1:]).astype(jnp.float32)
+    probs = jax.vmap(_example_probs, in_axes=(0, 0, 0, None if bias is None else 0, None))(q, k, key_mask, bias,
+                                                                                          causal)
     probs = dropout(probs, dropout_rate, dropout_key).astype(v.dtype)
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
 def _example_probs(q, k, key_mask, bias, causal):
-    """One example: q [Lq, H, D], k [Lk, H, D] → float32 probabilities [H, Lq, Lk]."""
+    """One example: q [Lq, H, D], k [Lk, H, D] → float32 probabilities [H, Lq, Lk]. Softmax runs in float32
+    whatever the compute dtype: a bf16 softmax over 512 keys loses the small weights."""
     scale = 1.0 / np.sqrt(q.shape[-1])
     scores = jnp.einsum("qhd,khd->hqk", q, k).astype(jnp.float32) * scale
     if bias is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,6 @@ from jaxretrieval.train.dense_task import dense_contrastive_loss
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
 from jaxretrieval.train.optimizer import make_optimizer
 from jaxretrieval.train.run_log import RunLog
-
-log = logging.getLogger(__name__)
-
 
 @dataclasses.dataclass
 class Prepared:
@@ -175,8 +171,7 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
             step += 1
             if step % cfg.log_every == 0 or step == prep.total_steps:
                 m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                epoch, index = divmod(step, source.steps_per_epoch)
-                run_log.write({"step": step, **m, "epoch": epoch + index / source.steps_per_epoch})
+                run_log.write({"step": step, **m, "epoch": step / source.steps_per_epoch})
                 run_log.progress(step, m["loss"])
                 summary["loss"] = m["loss"]
             if cfg.eval_every and step % cfg.eval_every == 0 and step != prep.total_steps:
