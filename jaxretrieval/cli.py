@@ -92,6 +92,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    from jaxretrieval.data.prepared import prepare_shards
+    from jaxretrieval.data.train_pairs import read_train_pairs
+
+    pairs = read_train_pairs(args.data, args.split)
+    loaded = _load(args)
+    manifest = prepare_shards(pairs, loaded.tokenizer, args.out, args.shards, args.max_query_length,
+                              args.max_doc_length, overwrite=args.overwrite)
+    print(f"wrote {manifest['examples']} examples in {len(manifest['shards'])} shards to {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxretrieval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--split", default="test")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("prepare", help="tokenize training data once into TFRecord shards for multi-host runs")
+    p.add_argument("--model", required=True, help="the model whose tokenizer and prompts training will use")
+    p.add_argument("--data", required=True, help="jsonl {query, pos, neg, prompt?} file or BEIR directory")
+    p.add_argument("--split", default="train", help="BEIR qrels split")
+    p.add_argument("--out", required=True, help="output directory (data.train of the training config)")
+    p.add_argument("--shards", type=int, default=16, help="number of shard files (>= the number of hosts)")
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--max-doc-length", type=int, default=256)
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    p.set_defaults(func=cmd_prepare, pooling=None, max_length=None)
 
     p = sub.add_parser("train", help="train (or resume) from a config file with key=value overrides")
     p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")

@@ -57,7 +57,15 @@ def _pad_rows(table: TokenTable, rows: np.ndarray, length: int, pad_id: int) -> 
 
 @dataclasses.dataclass
 class DenseBatchSource:
-    """Produces this process's share of each global batch for the dense contrastive task."""
+    """Produces this process's share of each global batch for the dense contrastive task.
+
+    Two modes. In-memory (the default): every process holds all examples, plans the global batch and keeps its
+    slice of rows; padded lengths follow the global batch's longest text. Prepared shards (`data/prepared.py`):
+    each process holds only its own examples, plans its local rows alone (`global_batch` is then the local
+    batch and `process_count` 1), pads to `fixed_lengths` so every process builds the same shapes without
+    talking to the others, and reports text ids through `query_global_ids` / `doc_global_ids` so duplicate
+    masking still works across hosts.
+    """
 
     pairs: TrainPairs
     queries: TokenTable
@@ -68,15 +76,21 @@ class DenseBatchSource:
     pad_id: int
     process_index: int = 0
     process_count: int = 1
+    fixed_lengths: tuple[int, int] | None = None  # (query, doc) padded lengths; None = buckets per step
+    query_global_ids: np.ndarray | None = None  # local query row → dataset-wide id (None = identity)
+    doc_global_ids: np.ndarray | None = None
+    plan_stream: int = 0  # mixed into the sampling seed: differs per process when each plans its own rows
+    epoch_steps: int | None = None  # steps per epoch when set by the caller (prepared: min over processes)
     _cached_plan: tuple | None = dataclasses.field(default=None, init=False, repr=False)  # (epoch, plan)
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.pairs) // self.global_batch
+        return self.epoch_steps or len(self.pairs) // self.global_batch
 
     def _plan(self, epoch: int):
         if self._cached_plan is None or self._cached_plan[0] != epoch:
-            self._cached_plan = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives))
+            self._cached_plan = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives,
+                                                   num_docs=len(self.docs.offsets) - 1, stream=self.plan_stream))
         return self._cached_plan[1]
 
     def step_rows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,14 +102,21 @@ class DenseBatchSource:
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         q, p, n = self.step_rows(step)
-        q_len = self.queries.padded_length(q)
-        d_len = self.docs.padded_length(np.concatenate([p, n.reshape(-1)]))
+        if self.fixed_lengths:
+            q_len, d_len = self.fixed_lengths
+        else:
+            q_len = self.queries.padded_length(q)
+            d_len = self.docs.padded_length(np.concatenate([p, n.reshape(-1)]))
         local = self.global_batch // self.process_count
         mine = slice(self.process_index * local, (self.process_index + 1) * local)
         q, p, n = q[mine], p[mine], n[mine]
         q_ids, q_mask = _pad_rows(self.queries, q, q_len, self.pad_id)
         d_ids, d_mask = _pad_rows(self.docs, np.concatenate([p, n.reshape(-1)]), d_len, self.pad_id)
         k = len(p)
+        if self.query_global_ids is not None:
+            q = self.query_global_ids[q]
+        if self.doc_global_ids is not None:
+            p, n = self.doc_global_ids[p], self.doc_global_ids[n]
         return {
             "query_ids": q_ids, "query_mask": q_mask,
             "pos_ids": d_ids[:k], "pos_mask": d_mask[:k],

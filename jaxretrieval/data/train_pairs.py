@@ -108,21 +108,21 @@ def read_train_pairs(source: str | os.PathLike, split: str = "train") -> TrainPa
     raise InputError("training data must be a .jsonl file or a BEIR directory", p)
 
 
-def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The epoch's example order and sampled documents, a pure function of (seed, epoch).
+def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int, num_docs: int | None = None,
+               stream: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The epoch's example order and sampled documents, a pure function of (seed, epoch, stream).
 
     Returns query ids int64[E], positive doc ids int64[E] (one positive drawn per example) and negative doc ids
     int64[E, num_negatives]: drawn without replacement from the example's hard negatives, with replacement only
     when it has fewer than needed, and from random non-positive documents when it has none.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch, stream] if stream else [seed, epoch])
     order = rng.permutation(len(pairs))
     query = pairs.query[order]
     positive = np.array([rng.choice(pairs.positives[i]) for i in order], np.int64)
     negative = np.zeros((len(order), num_negatives), np.int64)
     if num_negatives:
-        num_docs = len(pairs.doc_texts)
+        num_docs = len(pairs.doc_texts) if num_docs is None else num_docs
         for row, i in enumerate(order):
             hard = pairs.negatives[i]
             if len(hard):

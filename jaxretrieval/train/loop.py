@@ -22,6 +22,7 @@ from jaxretrieval.config import TrainConfig, config_to_dict
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
 from jaxretrieval.data.beir import load_beir
 from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable, iterate
+from jaxretrieval.data.prepared import is_prepared, prepared_batch_source
 from jaxretrieval.data.train_pairs import read_train_pairs
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.retrieval import evaluate_dense
@@ -43,27 +44,36 @@ class Prepared:
     eval_data: Any
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
+def _batch_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource:
+    """In-memory source over a jsonl file or BEIR directory, or this process's shards of a prepared directory."""
+    tok = loaded.tokenizer
+    if is_prepared(cfg.data.train):
+        return prepared_batch_source(cfg.data.train, tok, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
+                                     cfg.model.max_query_length, cfg.model.max_doc_length, jax.process_index(),
+                                     jax.process_count())
     pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+    if len(pairs) < cfg.batch_size:
+        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
+                         pairs.source, field="batch_size")
+    per_octave = cfg.data.length_buckets_per_octave
+    queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
+                               per_octave)
+    docs = TokenTable.build(tok, pairs.doc_texts, "doc", min(cfg.model.max_doc_length, tok.max_length), per_octave)
+    return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
+                            jax.process_index(), jax.process_count())
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
     eval_data = load_beir(cfg.eval.data, cfg.eval.split) if cfg.eval.data else None
     mesh = make_mesh(cfg.mesh)
     dp = data_parallel_size(mesh)
     if cfg.batch_size % dp:
         raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
-    if len(pairs) < cfg.batch_size:
-        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
-                         pairs.source, field="batch_size")
     dtype = jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
     pooling = tuple(cfg.model.pooling.split(",")) if cfg.model.pooling else None
     loaded = load_embedder(cfg.model.path, pooling=pooling, dtype=dtype)
-    tok = loaded.tokenizer
-    per_octave = cfg.data.length_buckets_per_octave
-    queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
-                               per_octave)
-    docs = TokenTable.build(tok, pairs.doc_texts, "doc", min(cfg.model.max_doc_length, tok.max_length), per_octave)
-    source = DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
-                              jax.process_index(), jax.process_count())
+    source = _batch_source(cfg, loaded)
     total = cfg.steps or int(cfg.epochs * source.steps_per_epoch)
     if total <= 0:
         raise InputError("no steps to run (set steps or epochs)", "config", field="steps")
@@ -71,8 +81,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
 
 
 def _data_fingerprint(source: DenseBatchSource) -> dict[str, Any]:
-    return {"examples": len(source.pairs), "queries": len(source.pairs.query_texts),
-            "docs": len(source.pairs.doc_texts), "source": source.pairs.source}
+    return {"examples": len(source.pairs), "queries": len(source.queries.offsets) - 1,
+            "docs": len(source.docs.offsets) - 1, "source": source.pairs.source}
 
 
 def make_train_step(graphdef, tx, schedule, cfg: TrainConfig, state_shardings, batch_shardings, mesh):
