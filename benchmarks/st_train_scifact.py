@@ -3,7 +3,7 @@ with the same search and metrics as `jaxretrieval eval`.
 
     python benchmarks/st_train_scifact.py [--out runs/st_scifact]
 Recipe: MultipleNegativesRankingLoss (scale 20 = temperature 0.05), 1 epoch over SciFact train's judged pairs,
-batch 32, lr 2e-5, linear decay with 10% warmup, weight decay 0.01, max_seq_length 256, seed 0.
+batch 32, lr 2e-5, linear decay with 10% warmup, weight decay 0.01, max_seq_length 256, seed 0 (--seed).
 Prints one JSON line with the test metrics and the training time.
 """
 
@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--model", default=str(MINILM))
     ap.add_argument("--data", default=str(SCIFACT))
     ap.add_argument("--out", default="runs/st_scifact")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     import torch
@@ -34,7 +35,7 @@ def main():
 
     # The loop SentenceTransformerTrainer runs, written out (no `datasets` dependency): seeded shuffle,
     # drop-last batches, MNRL, AdamW without decay on biases/LayerNorm, warmup + linear decay, clip at 1.0.
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     pairs = read_pairs_beir(args.data, "train")
     anchors = [pairs.query_texts[q] for q in pairs.query]
     positives = [pairs.doc_texts[p[0]] for p in pairs.positives]
@@ -48,7 +49,7 @@ def main():
               {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
                "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=2e-5)
-    order = torch.randperm(len(anchors), generator=torch.Generator().manual_seed(0)).tolist()
+    order = torch.randperm(len(anchors), generator=torch.Generator().manual_seed(args.seed)).tolist()
     steps = len(order) // 32
     sched = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
     t0 = time.perf_counter()
