@@ -36,6 +36,61 @@ def tiny_bert(path: Path, seed: int = 0, safetensors: bool = True, **overrides) 
     return path
 
 
+# Special-token layouts per family: (pad, unk, cls, sep, mask) placed at the start of the vocabulary, so each
+# tiny model pads with the id its real counterpart uses (0 for BERT, 1 for RoBERTa/MPNet).
+_SPECIALS = {
+    "bert": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    "roberta": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+}
+
+
+def write_wordpiece_tokenizer(path: Path, style: str, padding_side: str = "right") -> int:
+    """A WordPiece tokenizer over the tiny vocabulary with `style`'s special tokens; returns its pad id."""
+    from transformers import BertTokenizerFast
+
+    specials = _SPECIALS[style]
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(specials + BERT_VOCAB[5:]) + "\n")
+    if style == "bert":
+        tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    else:
+        tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, bos_token="<s>", cls_token="<s>",
+                                eos_token="</s>", sep_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                mask_token="<mask>")
+    tok.padding_side = padding_side
+    tok.save_pretrained(str(path))
+    return tok.pad_token_id
+
+
+def tiny_family(path: Path, family: str, seed: int = 0, padding_side: str = "right", **overrides) -> Path:
+    """A random XLM-R, MPNet or Qwen2 model (transformers' own classes) plus a tokenizer, saved to `path`."""
+    import torch
+    import transformers
+
+    vocab_size = len(BERT_VOCAB)
+    common = dict(vocab_size=vocab_size, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=40)
+    if family == "xlm-roberta":
+        cfg = transformers.XLMRobertaConfig(**{**common, "max_position_embeddings": 70, "type_vocab_size": 1,
+                                               "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, **overrides})
+        model, style = transformers.XLMRobertaModel, "roberta"
+    elif family == "mpnet":
+        cfg = transformers.MPNetConfig(**{**common, "max_position_embeddings": 70, "pad_token_id": 1,
+                                          "bos_token_id": 0, "eos_token_id": 2, **overrides})
+        model, style = transformers.MPNetModel, "roberta"
+    elif family == "qwen2":
+        cfg = transformers.Qwen2Config(**{**common, "num_key_value_heads": 2, "max_position_embeddings": 128,
+                                          "rope_theta": 1000.0, "pad_token_id": 0, **overrides})
+        model, style = transformers.Qwen2Model, "bert"
+    else:
+        raise ValueError(family)
+    torch.manual_seed(seed)
+    model(cfg).eval().save_pretrained(str(path))
+    write_wordpiece_tokenizer(path, style, padding_side)
+    return path
+
+
 def make_sentence_transformers_dir(path: Path, pooling: dict, normalize: bool, prompts: dict | None = None,
                                    max_seq_length: int = 32) -> None:
     """Add the sentence-transformers files (modules.json, Pooling, Normalize) to an HF directory."""
