@@ -104,6 +104,14 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from jaxretrieval.convert.export import export
+
+    out = export(args.checkpoint, args.out, args.format, args.dtype, overwrite=args.overwrite)
+    print(f"wrote {args.format} model to {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxretrieval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-doc-length", type=int, default=256)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.set_defaults(func=cmd_prepare, pooling=None, max_length=None)
+
+    p = sub.add_parser("export", help="write a trained model as a sentence-transformers or Hugging Face directory")
+    p.add_argument("--checkpoint", required=True,
+                   help="run directory (newest checkpoint), RUN/checkpoints/STEP, or a model directory")
+    p.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
+    p.add_argument("--format", default="sentence-transformers", help="sentence-transformers | hf")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="train (or resume) from a config file with key=value overrides")
     p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")

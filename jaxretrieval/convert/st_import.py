@@ -114,6 +114,17 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / sub
 
 
+def transformer_dir_of(root: Path) -> Path:
+    """The directory holding the encoder's config.json and weights: the Transformer module's path in a
+    sentence-transformers directory, else the directory itself."""
+    modules_path = root / "modules.json"
+    if modules_path.exists():
+        for module in read_json(modules_path):
+            if str(module.get("type", "")).rsplit(".", 1)[-1] == "Transformer":
+                return root / module.get("path", "")
+    return root
+
+
 def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = None, max_length: int | None = None,
                   query_prompt: str | None = None, doc_prompt: str | None = None, dtype=jnp.float32) -> LoadedEmbedder:
     """Load from disk; keyword arguments override what the directory says."""

@@ -45,3 +45,33 @@ class Checkpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def checkpoint_steps(run_dir: str | Path) -> list[int]:
+    directory = Path(run_dir) / "checkpoints"
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "state").is_dir())
+
+
+def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters of one checkpoint as a flat {"encoder.layers.0.query.kernel": array} dict, plus its meta,
+    without knowing the optimizer: everything is restored onto one local device from the saved metadata, so
+    this works on a machine with another device count than the one that trained (export, evaluation)."""
+    import numpy as np
+
+    manager = ocp.CheckpointManager(Path(run_dir).absolute() / "checkpoints",
+                                    item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                                   "meta": ocp.JsonCheckpointHandler()})
+    try:
+        metadata = manager.item_metadata(step)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata.state)
+        out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                           meta=ocp.args.JsonRestore()))
+    finally:
+        manager.close()
+    flat = jax.tree_util.tree_flatten_with_path(out.state["params"])[0]
+    names = (".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in flat)
+    params = {name.removesuffix(".value"): np.asarray(v) for name, (_, v) in zip(names, flat)}
+    return params, out.meta

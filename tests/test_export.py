@@ -1,0 +1,131 @@
+"""Export to PyTorch: import → export → import is the identity, trained checkpoints load in sentence-transformers
+and transformers with our embeddings (≤ 1e-4), and bad export requests fail without leaving files behind."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hf_tiny import make_sentence_transformers_dir, tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
+from jaxretrieval.cli import main
+from jaxretrieval.convert.export import export
+from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.errors import InputError
+from jaxretrieval.inference import encode_texts
+from jaxretrieval.models.params import flat_params
+
+POOLING = {"bert": "pooling_mode_mean_tokens", "xlm-roberta": "pooling_mode_cls_token",
+           "mpnet": "pooling_mode_mean_tokens", "qwen2": "pooling_mode_lasttoken"}
+TEXTS = ["the quick brown fox", "hello", "lazy dog jumps over the fox " * 12, "world . the dog , fox",
+         "over the lazy dog hello world"]  # the third is longer than max_seq_length (32)
+
+
+def _family_dir(path, family):
+    if family == "bert":
+        return tiny_embedder_dir(path)
+    tiny_family(path, family, seed=11, padding_side="left" if family == "qwen2" else "right")
+    make_sentence_transformers_dir(path, {POOLING[family]: True}, normalize=True,
+                                   prompts={"query": "the ", "document": ""})
+    return path
+
+
+def _train(run, model, data, steps=2, *extra):
+    from jaxretrieval.config import load_config
+    from jaxretrieval.train.loop import train
+
+    train(load_config(None, [f"output_dir={run}", f"model.path={model}", f"data.train={data}", "batch_size=4",
+                             f"steps={steps}", "learning_rate=1e-2", "mesh.data=1", "model.max_doc_length=32",
+                             "model.max_query_length=16", "log_every=1", *extra]))
+
+
+def _st_vs_ours(export_dir, texts, prompt_name=None):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(export_dir), device="cpu")
+    ref = st.encode(texts, prompt_name=prompt_name, convert_to_numpy=True, batch_size=3)
+    ours = encode_texts(load_embedder(export_dir), texts, "query" if prompt_name else "doc", batch_size=4)
+    return np.abs(ours - ref).max()
+
+
+@pytest.mark.parametrize("family", ["bert", "xlm-roberta", "mpnet", "qwen2"])
+def test_round_trip_and_trained_export_match_sentence_transformers(tmp_path, family):
+    from transformers import AutoModel
+
+    model = _family_dir(tmp_path / "model", family)
+    # import → export → import: bit-identical parameters
+    exported = export(model, tmp_path / "roundtrip")
+    before, after = flat_params(load_embedder(model).model), flat_params(load_embedder(exported).model)
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+    # a trained checkpoint: parameters moved, export loads in both libraries and agrees with us
+    run = tmp_path / "run"
+    _train(run, model, tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=12))
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "st")]) == 0
+    trained = flat_params(load_embedder(tmp_path / "st").model)
+    assert any(not np.array_equal(before[k], trained[k]) for k in before)
+    assert _st_vs_ours(tmp_path / "st", TEXTS) <= 1e-4
+    assert _st_vs_ours(tmp_path / "st", TEXTS, prompt_name="query") <= 1e-4
+    hf = AutoModel.from_pretrained(str(tmp_path / "st")).eval()
+    enc = load_embedder(tmp_path / "st")
+    ids = np.array([[5, 6, 7, 8, 9, 10]], np.int32)
+    mask = np.ones_like(ids)
+    with torch.no_grad():
+        ref = hf(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask)
+                 ).last_hidden_state.numpy()
+    assert np.abs(np.asarray(enc.model.encoder(ids, mask)) - ref).max() <= 1e-4
+
+
+def test_bfloat16_export_round_trips_rounded_values(tmp_path):
+    import ml_dtypes
+
+    model = tiny_embedder_dir(tmp_path / "m")
+    out = export(model, tmp_path / "bf16", fmt="hf", dtype="bfloat16")
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert not (out / "modules.json").exists()  # plain HF format
+    before = flat_params(load_embedder(model).model)
+    after = flat_params(load_embedder(out, pooling=("mean",)).model)
+    for k in before:
+        np.testing.assert_array_equal(before[k].astype(ml_dtypes.bfloat16).astype(np.float32), after[k])
+
+
+def test_dense_head_exports_in_sentence_transformers_layout(tmp_path):
+    """An imported sentence-transformers model with a Dense projection (as Stella v5's 2_Dense_1024) exports
+    its head in sentence-transformers' layout and still agrees with it."""
+    from sentence_transformers import SentenceTransformer, models
+
+    base = tiny_embedder_dir(tmp_path / "base")
+    torch.manual_seed(0)
+    modules = [models.Transformer(str(base), max_seq_length=32), models.Pooling(24, "mean"),
+               models.Dense(24, 10, activation_function=torch.nn.Tanh()), models.Normalize()]
+    with_head = SentenceTransformer(modules=modules, device="cpu")
+    with_head.save(str(tmp_path / "with_head"))
+    out = export(tmp_path / "with_head", tmp_path / "out")
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    assert (out / "2_Dense" / "model.safetensors").exists()
+    assert _st_vs_ours(out, TEXTS) <= 1e-4
+
+
+def test_bad_export_requests(tmp_path):
+    model = tiny_embedder_dir(tmp_path / "m")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty"):
+        export(model, busy)
+    assert (busy / "keep.txt").read_text() == "mine"
+    with pytest.raises(InputError, match="unknown format 'onnx'"):
+        export(model, tmp_path / "x", fmt="onnx")
+    empty_run = tmp_path / "run"
+    (empty_run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(InputError, match="no checkpoint"):
+        export(empty_run, tmp_path / "y")
+    with pytest.raises(InputError, match="no checkpoint here"):
+        export(tmp_path / "busy", tmp_path / "z")
+    assert main(["export", "--checkpoint", str(model), "--out", str(busy)]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "m", "run"]  # no temp dirs left behind
+    # --overwrite replaces the directory as a whole
+    assert main(["export", "--checkpoint", str(model), "--out", str(busy), "--overwrite"]) == 0
+    assert not (busy / "keep.txt").exists() and (busy / "modules.json").exists()
