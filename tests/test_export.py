@@ -129,3 +129,14 @@ def test_bad_export_requests(tmp_path):
     # --overwrite replaces the directory as a whole
     assert main(["export", "--checkpoint", str(model), "--out", str(busy), "--overwrite"]) == 0
     assert not (busy / "keep.txt").exists() and (busy / "modules.json").exists()
+
+
+def test_real_minilm_after_training_steps_exports_with_parity(tmp_path, minilm_dir):
+    from transformers import AutoModel
+
+    run = tmp_path / "run"
+    _train(run, minilm_dir, tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=8), 2)
+    out = export(run, tmp_path / "st")
+    texts = TEXTS + ["Vitamin D deficiency is associated with an increased risk of fractures. " * 40]
+    assert _st_vs_ours(out, texts) <= 1e-4  # includes texts over the 256-token max length
+    assert AutoModel.from_pretrained(str(out)).config.model_type == "bert"

