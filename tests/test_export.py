@@ -45,7 +45,9 @@ def _st_vs_ours(export_dir, texts, prompt_name=None):
     st = SentenceTransformer(str(export_dir), device="cpu")
     ref = st.encode(texts, prompt_name=prompt_name, convert_to_numpy=True, batch_size=3)
     ours = encode_texts(load_embedder(export_dir), texts, "query" if prompt_name else "doc", batch_size=4)
-    return np.abs(ours - ref).max()
+    diff = np.abs(ours - ref).max()
+    print(f"export parity {export_dir.parent.name}/{export_dir.name} prompt={prompt_name}: {diff:.2e}")
+    return diff
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "mpnet", "qwen2"])
