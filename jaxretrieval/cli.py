@@ -16,24 +16,36 @@ from jaxretrieval.errors import InputError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="sentence-transformers or Hugging Face model directory")
+def _add_model_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        p.add_argument("--model", required=True, action="append",
+                       help="model directory; repeat for several teachers (vectors normalized per model, "
+                            "concatenated, normalized again)")
+    else:
+        p.add_argument("--model", required=True, help="sentence-transformers or Hugging Face model directory")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="override the model's max sequence length")
     p.add_argument("--pooling", default=None,
                    help="override pooling, e.g. 'cls' or 'mean' or 'lasttoken' (comma-separated to concatenate)")
 
 
-def _load(args):
+def _load(args, path=None):
     from jaxretrieval.convert.st_import import load_embedder
 
+    path = args.model if path is None else path
     pooling = tuple(args.pooling.split(",")) if args.pooling else None
+    from jaxretrieval.train.checkpoint import find_checkpoint
+
+    if Path(str(path)).is_dir() and find_checkpoint(path) is not None:  # a training run or one of its checkpoints: the model it trained
+        from jaxretrieval.convert.export import load_export_source
+
+        return load_export_source(path).loaded
     try:
-        return load_embedder(args.model, pooling=pooling, max_length=args.max_length)
+        return load_embedder(path, pooling=pooling, max_length=args.max_length)
     except ValueError as e:
         if isinstance(e, InputError):
             raise
-        raise InputError(str(e), args.model) from None
+        raise InputError(str(e), path) from None
 
 
 def save_npy_atomic(path: Path, array) -> None:
@@ -59,10 +71,19 @@ def cmd_encode(args) -> int:
     if out.suffix != ".npy":
         raise InputError("output must end in .npy", out)
     texts = read_texts(args.input)
-    loaded = _load(args)
-    vectors = encode_texts(loaded, texts, args.kind, args.batch_size, progress=True)
+    parts = [encode_texts(_load(args, path), texts, args.kind, args.batch_size, progress=True, desc=Path(path).name)
+             for path in args.model]
+    if len(parts) == 1:
+        vectors = parts[0]
+    else:
+        import numpy as np
+
+        from jaxretrieval.losses.distill import teacher_target
+
+        vectors = np.asarray(teacher_target(parts))
+    vectors = vectors.astype(args.dtype)
     save_npy_atomic(out, vectors)
-    print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {out}", file=sys.stderr)
+    print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} {args.dtype} to {out}", file=sys.stderr)
     return 0
 
 
@@ -70,9 +91,18 @@ def cmd_eval(args) -> int:
     from jaxretrieval.data.beir import load_beir
     from jaxretrieval.eval.retrieval import evaluate_dense
 
-    data = load_beir(args.data, args.split)
+    from jaxretrieval.eval.sts import evaluate_sts
+
+    if not args.data and not args.sts:
+        raise InputError("give --data (BEIR directory) and/or --sts (STS-B file)", "command line")
     loaded = _load(args)
-    metrics = evaluate_dense(loaded, data, args.batch_size, progress=True)
+    all_dims = args.all_dims and len(loaded.model.dims) > 1
+    metrics = {}
+    if args.data:
+        metrics.update(evaluate_dense(loaded, load_beir(args.data, args.split), args.batch_size, progress=True,
+                                      all_dims=all_dims))
+    if args.sts:
+        metrics.update(evaluate_sts(loaded, args.sts, args.batch_size, all_dims, progress=True))
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0
 
@@ -117,16 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="encode texts to an .npy array (one row per input line)")
-    _add_model_args(p)
-    p.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl (field 'text', optional 'title')")
+    _add_model_args(p, several=True)
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--input", required=True, help=".txt (one text per line), .jsonl (field 'text', optional 'title'), "
+                   "or .jsonl {query, pos, neg} (flattened: each distinct text once)")
     p.add_argument("--output", required=True, help="output .npy path")
     p.add_argument("--kind", choices=["query", "doc"], default="doc", help="which prompt to prepend")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("eval", help="dense retrieval metrics on a BEIR directory (one JSON line on stdout)")
+    p = sub.add_parser("eval", help="retrieval metrics on a BEIR directory and/or STS Spearman (one JSON line on "
+                                    "stdout); --model may be a run directory or checkpoint")
     _add_model_args(p)
-    p.add_argument("--data", required=True, help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--data", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--split", default="test")
+    p.add_argument("--sts", help="STS-B style file: adds sts_spearman (cosine vs gold, Spearman)")
+    p.add_argument("--all-dims", action="store_true", help="also report every Matryoshka dimension (dim<D>/...)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("prepare", help="tokenize training data once into TFRecord shards for multi-host runs")

@@ -27,6 +27,9 @@ class ModelConfig:
     max_doc_length: int = 256
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
     dropout: bool = True
+    head_dim: int = 0  # > 0: append a new linear head to this dimension (then normalize), e.g. the teacher's
+    matryoshka_dims: list[int] = dataclasses.field(default_factory=list)  # smaller output dims trained alongside
+    matryoshka_mode: str = "heads"  # heads: a linear head per dim (Stella v5, Jasper) | slice: prefixes of one
 
 
 @dataclasses.dataclass
@@ -35,6 +38,7 @@ class DataConfig:
     split: str = "train"  # BEIR split used for training pairs
     num_negatives: int = 0  # hard negatives per query, resampled each epoch
     length_buckets_per_octave: int = 1  # padded lengths per doubling: fewer compiled shapes vs less padding
+    group_by_length: bool = False  # distill: batch texts of similar length together (random batch order)
 
 
 @dataclasses.dataclass
@@ -42,6 +46,21 @@ class LossConfig:
     name: str = "infonce"
     temperature: float = 0.05
     symmetric: bool = False
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Stella/Jasper embedding distillation (task: distill)."""
+
+    teacher_vectors: str = ""  # .npy aligned row by row with data.train's texts (from `jaxretrieval encode`)
+    teachers: list[str] = dataclasses.field(default_factory=list)  # online mode: teacher model directories
+    cosine_weight: float = 10.0
+    similarity_weight: float = 200.0
+    relative_weight: float = 20.0
+    l2_weight: float = 0.0
+    margin: float = 0.015
+    relative_chunk: int = 1024  # rows of the pairs-of-pairs matrix per chunk (bounded memory)
+    max_length: int = 256  # token limit for student and online teachers
 
 
 @dataclasses.dataclass
@@ -54,6 +73,10 @@ class OptimizerConfig:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8  # as torch.optim.AdamW and the Hugging Face Trainer
+    # Parameters to train, comma-separated: "all", "head" (projection and Matryoshka heads), "encoder.layers[-3:]"
+    # (a Python slice of layer indices), or a glob on dotted parameter paths ("encoder.embeddings.*"). The rest
+    # is frozen: no gradient, no update, no optimizer state.
+    trainable: str = "all"
 
 
 @dataclasses.dataclass
@@ -68,11 +91,14 @@ class EvalConfig:
     split: str = "test"
     batch_size: int = 64
     metric: str = "ndcg@10"  # picks the best step
+    sts: str = ""  # STS-B style tab-separated file (score col 5, sentences 6-7): adds Spearman to eval
 
 
 @dataclasses.dataclass
 class TrainConfig:
     output_dir: str = ""
+    task: str = "dense"  # dense (contrastive InfoNCE) | distill (Stella/Jasper embedding distillation)
+    init_from: str = ""  # run directory or RUN/checkpoints/STEP whose parameters start this run (stages)
     seed: int = 0
     steps: int = 0  # 0: one pass over the data times `epochs`
     epochs: float = 1.0
@@ -87,6 +113,7 @@ class TrainConfig:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def validate(self, source: str = "config") -> None:
@@ -109,6 +136,15 @@ class TrainConfig:
             (self.model.compute_dtype in ("float32", "bfloat16"), "model.compute_dtype",
              "must be float32 or bfloat16"),
             (self.mesh.fsdp >= 1, "mesh.fsdp", "must be >= 1"),
+            (self.task in ("dense", "distill"), "task", "must be dense or distill"),
+            (self.model.head_dim >= 0, "model.head_dim", "must be >= 0"),
+            (all(d > 0 for d in self.model.matryoshka_dims), "model.matryoshka_dims", "must be positive"),
+            (len(set(self.model.matryoshka_dims)) == len(self.model.matryoshka_dims), "model.matryoshka_dims",
+             "must not repeat"),
+            (self.model.matryoshka_mode in ("heads", "slice"), "model.matryoshka_mode", "must be heads or slice"),
+            (self.task != "distill" or bool(self.distill.teacher_vectors) != bool(self.distill.teachers),
+             "distill.teacher_vectors", "or distill.teachers (exactly one) must be set for task distill"),
+            (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),
         ]
         for ok, key, message in checks:
             if not ok:
@@ -124,6 +160,14 @@ def _get(obj: Any, dotted: str) -> Any:
 def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
     """Check and convert one value to its field type; strings from the command line are parsed as YAML scalars."""
     origin = typing.get_origin(annotation)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if isinstance(value, str):  # command line: "512,256" or "[512, 256]" or "" (empty list)
+            text = value.strip().strip("[]")
+            value = [v.strip() for v in text.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise InputError(f"expected a list, got {value!r}", source, field=key)
+        return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         last_error = None
         for option in typing.get_args(annotation):

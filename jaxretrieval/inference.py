@@ -14,25 +14,32 @@ from flax import nnx
 from jaxretrieval.convert.st_import import LoadedEmbedder
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _embed(graphdef, state, input_ids, attention_mask, token_type_ids, pool_mask):
-    return nnx.merge(graphdef, state)(input_ids, attention_mask, token_type_ids, pool_mask=pool_mask)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _embed(graphdef, all_dims, state, input_ids, attention_mask, token_type_ids, pool_mask):
+    model = nnx.merge(graphdef, state)
+    if all_dims:
+        return model.embed_all(input_ids, attention_mask, token_type_ids, pool_mask=pool_mask)
+    return {model.dim: model(input_ids, attention_mask, token_type_ids, pool_mask=pool_mask)}
 
 
-def make_forward(model: nnx.Module):
-    """Pure forward (batch arrays) → embeddings. The jit cache is keyed by the model's structure, so evaluating
-    the same model again during training (new parameter values, same shapes) compiles nothing new."""
+def make_forward(model: nnx.Module, all_dims: bool = False):
+    """Pure forward (batch arrays) → {dim: embeddings}. The jit cache is keyed by the model's structure, so
+    evaluating the same model again during training (new parameter values, same shapes) compiles nothing new."""
     graphdef, state = nnx.split(model)
-    return lambda *arrays: _embed(graphdef, state, *arrays)
+    return lambda *arrays: _embed(graphdef, all_dims, state, *arrays)
 
 
 def encode_texts(loaded: LoadedEmbedder, texts: Sequence[str], kind: str = "doc", batch_size: int = 32,
-                 progress: bool = False, desc: str = "encode") -> np.ndarray:
-    """float32[len(texts), dim], rows in input order."""
+                 progress: bool = False, desc: str = "encode", all_dims: bool = False
+                 ) -> np.ndarray | dict[int, np.ndarray]:
+    """float32[len(texts), dim], rows in input order; with all_dims, {dim: that array} for the main output and
+    every Matryoshka output, from one pass."""
     from tqdm import tqdm
 
-    forward = make_forward(loaded.model)
-    out = np.zeros((len(texts), loaded.model.dim), np.float32)
+    model = loaded.model
+    dims = model.dims if all_dims else (model.dim,)
+    forward = make_forward(model, all_dims)
+    out = {d: np.zeros((len(texts), d), np.float32) for d in dims}
     bar = tqdm(total=len(texts), desc=desc, unit="text", file=sys.stderr, disable=not progress, smoothing=0.1)
     pending = None  # overlap: tokenize/pad the next batch while the device runs this one
     for batch in loaded.tokenizer.batches(texts, batch_size, kind):
@@ -44,10 +51,11 @@ def encode_texts(loaded: LoadedEmbedder, texts: Sequence[str], kind: str = "doc"
     if pending is not None:
         _store(out, *pending, bar)
     bar.close()
-    return out
+    return out if all_dims else out[model.dim]
 
 
-def _store(out: np.ndarray, vecs: jax.Array, index: np.ndarray, bar) -> None:
+def _store(out: dict[int, np.ndarray], vecs: dict[int, jax.Array], index: np.ndarray, bar) -> None:
     valid = index >= 0
-    out[index[valid]] = np.asarray(vecs)[valid]
+    for d, v in vecs.items():
+        out[d][index[valid]] = np.asarray(v)[valid]
     bar.update(int(valid.sum()))

@@ -81,3 +81,15 @@ def test_process_shards_concatenate_to_the_global_batch(tmp_path, minilm_dir):
     for key in whole:
         np.testing.assert_array_equal(whole[key], np.concatenate([h[key] for h in halves]))
     assert whole["pos_ids"].shape[1] in (16, 32) and whole["neg_ids"].shape[:2] == (8, 2)
+
+
+def test_length_grouped_order_is_a_permutation_with_homogeneous_batches():
+    from jaxretrieval.data.pipeline import length_grouped_order
+
+    rng = np.random.default_rng(0)
+    lengths = np.where(rng.random(1000) < 0.2, 200, 10) + rng.integers(0, 5, 1000)
+    order = length_grouped_order(lengths, 8, np.random.default_rng(1), window=16)
+    assert sorted(order.tolist()) == list(range(1000))
+    batches = lengths[order[:992]].reshape(-1, 8)
+    mixed = ((batches.max(1) >= 200) & (batches.min(1) < 200)).mean()
+    assert mixed <= 8 / 124  # at most one mixed batch per window; random batches of 8: ~83% mixed

@@ -23,8 +23,9 @@ import numpy as np
 from jaxretrieval.convert.hf_import import family_of, read_hf_config, read_hf_weights
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder, transformer_dir_of
 from jaxretrieval.errors import InputError
+from jaxretrieval.models.embedder import DenseSpec
 from jaxretrieval.models.families import Family
-from jaxretrieval.models.params import flat_params, set_flat_params
+from jaxretrieval.models.params import flat_params
 
 FORMATS = ("sentence-transformers", "hf")
 DTYPES = ("float32", "bfloat16")
@@ -62,37 +63,24 @@ class ExportSource:
 def load_export_source(path: str | os.PathLike) -> ExportSource:
     """A run directory (newest checkpoint), one checkpoint (RUN/checkpoints/STEP) or a model directory."""
     from jaxretrieval.config import load_config
-    from jaxretrieval.train.checkpoint import checkpoint_steps, restore_params
+    from jaxretrieval.train.checkpoint import find_checkpoint
+    from jaxretrieval.train.model_setup import build_embedder, load_checkpoint_params
 
     p = Path(path)
-    if not p.exists():
-        raise InputError("checkpoint path does not exist", p)
-    if p.name.isdigit() and p.parent.name == "checkpoints":
-        run_dir, step = p.parent.parent, int(p.name)
-        if step not in checkpoint_steps(run_dir):
-            raise InputError("not a complete checkpoint (no saved state)", p)
-    elif (p / "config.yaml").exists() or (p / "checkpoints").exists():
-        run_dir, steps = p, checkpoint_steps(p)
-        if not steps:
-            raise InputError("run directory has no checkpoint (train first, or point at a model directory)", p)
-        step = steps[-1]
-    elif (p / "config.json").exists() or (p / "modules.json").exists():
-        return ExportSource(load_embedder(p), str(p))
-    else:
+    found = find_checkpoint(p)
+    if found is None:
+        if (p / "config.json").exists() or (p / "modules.json").exists():
+            return ExportSource(load_embedder(p), str(p))
         raise InputError("no checkpoint here: expected a run directory, RUN/checkpoints/STEP or a model directory",
                          p)
+    run_dir, step = found
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise InputError("run directory lacks config.yaml (which names the model it started from)", run_dir)
     cfg = load_config(config_path)
-    pooling = tuple(cfg.model.pooling.split(",")) if cfg.model.pooling else None
-    loaded = load_embedder(cfg.model.path, pooling=pooling)
-    params, _ = restore_params(run_dir, step)
-    expected = flat_params(loaded.model)
-    if set(params) != set(expected):
-        raise InputError(f"checkpoint parameters do not match the model at {cfg.model.path}: "
-                         f"{sorted(set(params) ^ set(expected))[:3]}", p)
-    set_flat_params(loaded.model, params)
+    cfg.init_from = ""  # the checkpoint below replaces every parameter
+    loaded = build_embedder(cfg)
+    load_checkpoint_params(loaded.model, run_dir, step, require_all=True)
     return ExportSource(loaded, f"{run_dir} step {step}")
 
 
@@ -138,6 +126,16 @@ def _write_transformer(loaded: LoadedEmbedder, out: Path, dtype: str) -> None:
     tokenizer.save_pretrained(str(out))
 
 
+def _write_dense(folder: Path, dense: DenseSpec, params: dict[str, np.ndarray], prefix: str, dtype: str) -> None:
+    _write_json(folder / "config.json", {"in_features": dense.in_features, "out_features": dense.out_features,
+                                         "bias": dense.bias,
+                                         "activation_function": _ACTIVATION_CLASSES[dense.activation]})
+    tensors = {"linear.weight": np.ascontiguousarray(params[f"{prefix}.kernel"].T)}
+    if dense.bias:
+        tensors["linear.bias"] = params[f"{prefix}.bias"]
+    _save_safetensors(folder / "model.safetensors", _cast(tensors, dtype))
+
+
 def _write_sentence_transformers(loaded: LoadedEmbedder, out: Path, dtype: str) -> None:
     spec = loaded.model.spec
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
@@ -151,17 +149,24 @@ def _write_sentence_transformers(loaded: LoadedEmbedder, out: Path, dtype: str) 
     _write_json(out / "1_Pooling" / "config.json", pooling)
     modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
     params = flat_params(loaded.model)
+    first_dense = len(modules)
+    heads = spec.matryoshka_dims if spec.matryoshka_mode == "heads" else ()
     for i, dense in enumerate(spec.dense):
         idx = len(modules)
-        folder = f"{idx}_Dense" if len(spec.dense) == 1 else f"{idx}_Dense_{dense.out_features}"
-        _write_json(out / folder / "config.json", {"in_features": dense.in_features,
-                                                   "out_features": dense.out_features, "bias": dense.bias,
-                                                   "activation_function": _ACTIVATION_CLASSES[dense.activation]})
-        tensors = {"linear.weight": np.ascontiguousarray(params[f"dense.{i}.kernel"].T)}
-        if dense.bias:
-            tensors["linear.bias"] = params[f"dense.{i}.bias"]
-        _save_safetensors(out / folder / "model.safetensors", _cast(tensors, dtype))
+        folder = f"{idx}_Dense" if len(spec.dense) == 1 and not heads else f"{idx}_Dense_{dense.out_features}"
+        _write_dense(out / folder, dense, params, f"dense.{i}", dtype)
         modules.append({"idx": idx, "name": str(idx), "path": folder, "type": "sentence_transformers.models.Dense"})
+    # Matryoshka heads map the pooled vector to their dim, as Stella v5 ships them: one `<idx>_Dense_<dim>` folder
+    # each, beside the main head. modules.json uses the main output; point its Dense entry at another folder (or
+    # see matryoshka.json) to serve a smaller dimension.
+    pooled = loaded.model.encoder.hidden_size * len(spec.pooling)
+    for i, dim in enumerate(heads):
+        _write_dense(out / f"{first_dense}_Dense_{dim}", DenseSpec(pooled, dim), params, f"matryoshka.{i}", dtype)
+    if spec.matryoshka_dims:
+        _write_json(out / "matryoshka.json", {
+            "mode": spec.matryoshka_mode, "main_dim": loaded.model.dim,
+            "dims": {str(d): f"{first_dense}_Dense_{d}" if heads else f"first {d} values of the main output"
+                     for d in spec.matryoshka_dims}})
     if spec.normalize:
         idx = len(modules)
         (out / f"{idx}_Normalize").mkdir()

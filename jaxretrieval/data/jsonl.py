@@ -46,11 +46,26 @@ def require_str(obj: dict[str, Any], key: str, path, lineno: int, allow_empty: b
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:
-    """Texts to encode: `.txt` gives one per line; `.jsonl` gives field `text`, with `title` + " " prepended if set."""
+    """Texts to encode: `.txt` gives one per line; `.jsonl` gives field `text`, with `title` + " " prepended if set.
+    A `.jsonl` in the {query, pos, neg} training format is flattened: every query, positive and negative text
+    once, in order of first appearance (so teacher vectors for distillation can come from training data)."""
     p = Path(path)
     if p.suffix == ".jsonl":
-        texts = []
+        texts, seen = [], set()
         for lineno, obj in iter_jsonl(p):
+            if "text" not in obj and "query" in obj:
+                record = [require_str(obj, "query", p, lineno)]
+                for key in ("pos", "neg"):
+                    values = obj.get(key, [])
+                    values = [values] if isinstance(values, str) else values
+                    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                        raise InputError(f"field {key!r} must be a list of strings", p, lineno, field=key)
+                    record += values
+                for text in record:
+                    if text not in seen:
+                        seen.add(text)
+                        texts.append(text)
+                continue
             text = require_str(obj, "text", p, lineno)
             title = obj.get("title")
             texts.append(f"{title} {text}" if isinstance(title, str) and title else text)

@@ -45,6 +45,21 @@ class TokenTable:
         return bucket_for(int(self.lengths[rows].max()), self.buckets)
 
 
+def length_grouped_order(lengths: np.ndarray, batch: int, rng: np.random.Generator, window: int = 64
+                         ) -> np.ndarray:
+    """A permutation whose consecutive `batch`-sized slices hold texts of similar length: shuffle, sort within
+    windows of `window` batches, then shuffle the order of the batches. Padding drops to near zero for mixed-length
+    data (short sentences no longer pad to the longest document in their batch) while every batch stays random."""
+    order = rng.permutation(len(lengths))
+    span = batch * window
+    for start in range(0, len(order), span):
+        part = order[start:start + span]
+        order[start:start + span] = part[np.argsort(lengths[part], kind="stable")]
+    whole = len(order) // batch
+    batches = order[:whole * batch].reshape(whole, batch)[rng.permutation(whole)]
+    return np.concatenate([batches.reshape(-1), order[whole * batch:]])
+
+
 def _pad_rows(table: TokenTable, rows: np.ndarray, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.full((len(rows), length), pad_id, np.int32)
     mask = np.zeros((len(rows), length), np.int32)
@@ -92,6 +107,11 @@ class DenseBatchSource:
             self._cached_plan = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives,
                                                    num_docs=len(self.docs.offsets) - 1, stream=self.plan_stream))
         return self._cached_plan[1]
+
+    def fingerprint(self) -> dict:
+        """What a checkpoint must have been trained on to be resumed with this source."""
+        return {"examples": len(self.pairs), "queries": len(self.queries.offsets) - 1,
+                "docs": len(self.docs.offsets) - 1, "source": self.pairs.source}
 
     def step_rows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Global (query ids, positive ids, negative ids) of one step; drop-remainder epochs."""

@@ -37,11 +37,17 @@ class EmbedderSpec:
     query_prompt: str = ""
     doc_prompt: str = ""
     include_prompt: bool = True  # False: prompt tokens are excluded from pooling (as in INSTRUCTOR-style models)
+    # Matryoshka: smaller output dims besides the main one. "heads": a linear head per dim from the pooled vector
+    # (Stella v5 / Jasper ship them as 2_Dense_<dim>); "slice": the first `dim` values of the main output.
+    matryoshka_dims: tuple[int, ...] = ()
+    matryoshka_mode: str = "heads"
 
     def __post_init__(self):
         unknown = [m for m in self.pooling if m not in POOLING_MODES]
         if unknown or not self.pooling:
             raise ValueError(f"pooling modes {list(self.pooling)} invalid; choose from {list(POOLING_MODES)}")
+        if self.matryoshka_mode not in ("heads", "slice"):
+            raise ValueError(f"matryoshka_mode must be heads or slice, got {self.matryoshka_mode!r}")
 
 
 def last_token_index(mask: jax.Array) -> jax.Array:
@@ -92,6 +98,13 @@ class Embedder(nnx.Module):
         self.spec = spec
         self.dense = nnx.List([layers.linear(d.in_features, d.out_features, rngs, jnp.float32, use_bias=d.bias)
                                for d in spec.dense])
+        pooled = encoder.hidden_size * len(spec.pooling)
+        main = spec.dense[-1].out_features if spec.dense else pooled
+        for d in spec.matryoshka_dims:
+            if d == main or (spec.matryoshka_mode == "slice" and d > main):
+                raise ValueError(f"Matryoshka dim {d} must differ from (and, sliced, be below) the main dim {main}")
+        heads = spec.matryoshka_dims if spec.matryoshka_mode == "heads" else ()
+        self.matryoshka = nnx.List([layers.linear(pooled, d, rngs, jnp.float32) for d in heads])
 
     @property
     def dim(self) -> int:
@@ -99,12 +112,51 @@ class Embedder(nnx.Module):
             return self.spec.dense[-1].out_features
         return self.encoder.hidden_size * len(self.spec.pooling)
 
-    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
-                 pool_mask: jax.Array | None = None, dropout_key: jax.Array | None = None) -> jax.Array:
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """Every output dimension, the main one first."""
+        return (self.dim, *self.spec.matryoshka_dims)
+
+    def _pooled_and_main(self, input_ids, attention_mask, token_type_ids, pool_mask, dropout_key):
         hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
-        x = pool(hidden, attention_mask if pool_mask is None else pool_mask, self.spec.pooling)
+        pooled = pool(hidden, attention_mask if pool_mask is None else pool_mask, self.spec.pooling)
+        x = pooled
         for spec, layer in zip(self.spec.dense, self.dense):
             x = layer(x)
             if spec.activation != "identity":
                 x = layers.activation(spec.activation)(x)
+        return pooled, x
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
+                 pool_mask: jax.Array | None = None, dropout_key: jax.Array | None = None) -> jax.Array:
+        _, x = self._pooled_and_main(input_ids, attention_mask, token_type_ids, pool_mask, dropout_key)
         return l2_normalize(x) if self.spec.normalize else x
+
+    def embed_all(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
+                  pool_mask: jax.Array | None = None, dropout_key: jax.Array | None = None) -> dict[int, jax.Array]:
+        """{dim: float32[B, dim]} for the main output and every Matryoshka dim, from one encoder pass."""
+        pooled, x = self._pooled_and_main(input_ids, attention_mask, token_type_ids, pool_mask, dropout_key)
+        finish = l2_normalize if self.spec.normalize else (lambda v: v)
+        out = {self.dim: finish(x)}
+        if self.spec.matryoshka_mode == "slice":
+            out.update({d: finish(x[:, :d]) for d in self.spec.matryoshka_dims})
+        else:
+            out.update({d: finish(head(pooled)) for d, head in zip(self.spec.matryoshka_dims, self.matryoshka)})
+        return out
+
+
+def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, ...] = (),
+               matryoshka_mode: str = "heads", seed: int = 0) -> Embedder:
+    """The same encoder and existing Dense layers, plus a new normalized linear head to `head_dim` (if > 0) and
+    Matryoshka outputs. New layers are randomly initialized from `seed`; existing parameters are shared."""
+    spec = model.spec
+    dense = spec.dense
+    if head_dim:
+        in_features = dense[-1].out_features if dense else model.encoder.hidden_size * len(spec.pooling)
+        dense = dense + (DenseSpec(in_features, head_dim),)
+    new_spec = dataclasses.replace(spec, dense=dense, normalize=spec.normalize or bool(head_dim),
+                                   matryoshka_dims=tuple(matryoshka_dims), matryoshka_mode=matryoshka_mode)
+    new = Embedder(model.encoder, new_spec, rngs=nnx.Rngs(seed))
+    for old_layer, new_layer in zip(model.dense, new.dense):
+        nnx.update(new_layer, nnx.state(old_layer))
+    return new

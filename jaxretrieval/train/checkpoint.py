@@ -54,6 +54,27 @@ def checkpoint_steps(run_dir: str | Path) -> list[int]:
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "state").is_dir())
 
 
+def find_checkpoint(path: str | Path) -> tuple[Path, int] | None:
+    """(run directory, step) for a run directory (its newest checkpoint) or RUN/checkpoints/STEP; None when
+    `path` is neither (e.g. a model directory). A run directory without checkpoints is an error."""
+    from jaxretrieval.errors import InputError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("checkpoint path does not exist", p)
+    if p.name.isdigit() and p.parent.name == "checkpoints":
+        run_dir, step = p.parent.parent, int(p.name)
+        if step not in checkpoint_steps(run_dir):
+            raise InputError("not a complete checkpoint (no saved state)", p)
+        return run_dir, step
+    if (p / "config.yaml").exists() or (p / "checkpoints").exists():
+        steps = checkpoint_steps(p)
+        if not steps:
+            raise InputError("run directory has no checkpoint (train first, or point at a model directory)", p)
+        return p, steps[-1]
+    return None
+
+
 def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The parameters of one checkpoint as a flat {"encoder.layers.0.query.kernel": array} dict, plus its meta,
     without knowing the optimizer: everything is restored onto one local device from the saved metadata, so
@@ -71,7 +92,9 @@ def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict
                                                            meta=ocp.args.JsonRestore()))
     finally:
         manager.close()
-    flat = jax.tree_util.tree_flatten_with_path(out.state["params"])[0]
+    # trainable and frozen parameters are stored apart (see train/loop.py); together they are the model
+    flat = jax.tree_util.tree_flatten_with_path({"a": out.state["params"], "b": out.state.get("frozen", {})})[0]
+    flat = [(path[1:], v) for path, v in flat]
     names = (".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in flat)
     params = {name.removesuffix(".value"): np.asarray(v) for name, (_, v) in zip(names, flat)}
     return params, out.meta

@@ -1,15 +1,24 @@
-"""The dense-embedder training task: what a batch holds, and the loss of a model on it.
+"""The dense-embedder training task: where its batches come from, and the loss of a model on one.
 
-The train loop knows nothing else about the task, so ColBERT and rerankers plug in with their own batch source
-and loss function beside this one.
+A task gives the train loop three things: `source` (batch(step), steps_per_epoch, fingerprint), `aux` (arrays
+every step needs besides the trained state, e.g. frozen teachers; may be empty) and `loss(model, batch, aux,
+dropout_key) -> (loss, metrics)`. The loop knows nothing else about the task.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from jaxretrieval.config import LossConfig
+from jaxretrieval.config import LossConfig, TrainConfig
+from jaxretrieval.convert.st_import import LoadedEmbedder
+from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
+from jaxretrieval.data.prepared import is_prepared, prepared_batch_source
+from jaxretrieval.data.train_pairs import read_train_pairs
+from jaxretrieval.errors import InputError
 from jaxretrieval.losses.contrastive import infonce_loss
 from jaxretrieval.models.embedder import Embedder
 
@@ -26,3 +35,36 @@ def dense_contrastive_loss(model: Embedder, batch: dict[str, jax.Array], dropout
     docs = model(doc_ids, doc_mask, dropout_key=d_key)
     text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
     return infonce_loss(queries, docs, text_ids, cfg.temperature, cfg.symmetric, batch["query_text"])
+
+
+def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource:
+    """In-memory source over a jsonl file or BEIR directory, or this process's shards of a prepared directory."""
+    tok = loaded.tokenizer
+    if is_prepared(cfg.data.train):
+        return prepared_batch_source(cfg.data.train, tok, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
+                                     cfg.model.max_query_length, cfg.model.max_doc_length, jax.process_index(),
+                                     jax.process_count())
+    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+    if len(pairs) < cfg.batch_size:
+        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
+                         pairs.source, field="batch_size")
+    per_octave = cfg.data.length_buckets_per_octave
+    queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
+                               per_octave)
+    docs = TokenTable.build(tok, pairs.doc_texts, "doc", min(cfg.model.max_doc_length, tok.max_length), per_octave)
+    return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
+                            jax.process_index(), jax.process_count())
+
+
+@dataclasses.dataclass
+class DenseTask:
+    cfg: TrainConfig
+    source: DenseBatchSource
+    aux: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DenseTask":
+        return cls(cfg, make_dense_source(cfg, loaded))
+
+    def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return dense_contrastive_loss(model, batch, dropout_key, self.cfg.loss), {}

@@ -19,18 +19,23 @@ import yaml
 from flax import nnx
 
 from jaxretrieval.config import TrainConfig, config_to_dict
-from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
+from jaxretrieval.convert.st_import import LoadedEmbedder
 from jaxretrieval.data.beir import load_beir
-from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable, iterate
-from jaxretrieval.data.prepared import is_prepared, prepared_batch_source
-from jaxretrieval.data.train_pairs import read_train_pairs
+from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.retrieval import evaluate_dense
+from jaxretrieval.eval.sts import evaluate_sts
+from jaxretrieval.models.params import flat_params
 from jaxretrieval.train.checkpoint import Checkpoints
-from jaxretrieval.train.dense_task import dense_contrastive_loss
+from jaxretrieval.train.dense_task import DenseTask
+from jaxretrieval.train.distill_task import DistillTask
+from jaxretrieval.train.model_setup import build_embedder
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
-from jaxretrieval.train.optimizer import make_optimizer
+from jaxretrieval.train.optimizer import make_optimizer, trainable_names
 from jaxretrieval.train.run_log import RunLog
+
+TASKS = {"dense": DenseTask, "distill": DistillTask}
+
 
 @dataclasses.dataclass
 class Prepared:
@@ -38,29 +43,22 @@ class Prepared:
 
     cfg: TrainConfig
     loaded: LoadedEmbedder
-    source: DenseBatchSource
+    task: Any  # DenseTask | DistillTask: .source, .aux, .loss(model, batch, aux, key)
     total_steps: int
     mesh: jax.sharding.Mesh
     eval_data: Any
 
+    @property
+    def source(self):
+        return self.task.source
 
-def _batch_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource:
-    """In-memory source over a jsonl file or BEIR directory, or this process's shards of a prepared directory."""
-    tok = loaded.tokenizer
-    if is_prepared(cfg.data.train):
-        return prepared_batch_source(cfg.data.train, tok, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
-                                     cfg.model.max_query_length, cfg.model.max_doc_length, jax.process_index(),
-                                     jax.process_count())
-    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
-    if len(pairs) < cfg.batch_size:
-        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
-                         pairs.source, field="batch_size")
-    per_octave = cfg.data.length_buckets_per_octave
-    queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
-                               per_octave)
-    docs = TokenTable.build(tok, pairs.doc_texts, "doc", min(cfg.model.max_doc_length, tok.max_length), per_octave)
-    return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
-                            jax.process_index(), jax.process_count())
+
+def _check_eval_metric(cfg: TrainConfig, dims: tuple[int, ...]) -> None:
+    names = (["ndcg@10", "recall@100", "mrr@10"] if cfg.eval.data else []) + (["sts_spearman"] if cfg.eval.sts else [])
+    names += [f"dim{d}/{n}" for d in dims[1:] for n in list(names)]
+    if names and cfg.eval.metric not in names:
+        raise InputError(f"eval.metric {cfg.eval.metric!r} is not computed by this eval; choose from {names}",
+                         "config", field="eval.metric")
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
@@ -70,38 +68,34 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if cfg.batch_size % dp:
         raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
-    dtype = jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
-    pooling = tuple(cfg.model.pooling.split(",")) if cfg.model.pooling else None
-    loaded = load_embedder(cfg.model.path, pooling=pooling, dtype=dtype)
-    source = _batch_source(cfg, loaded)
-    total = cfg.steps or int(cfg.epochs * source.steps_per_epoch)
+    loaded = build_embedder(cfg)
+    _check_eval_metric(cfg, loaded.model.dims)
+    task = TASKS[cfg.task].build(cfg, loaded)
+    total = cfg.steps or int(cfg.epochs * task.source.steps_per_epoch)
     if total <= 0:
         raise InputError("no steps to run (set steps or epochs)", "config", field="steps")
-    return Prepared(cfg, loaded, source, total, mesh, eval_data)
+    return Prepared(cfg, loaded, task, total, mesh, eval_data)
 
 
-def _data_fingerprint(source: DenseBatchSource) -> dict[str, Any]:
-    return {"examples": len(source.pairs), "queries": len(source.queries.offsets) - 1,
-            "docs": len(source.docs.offsets) - 1, "source": source.pairs.source}
-
-
-def make_train_step(graphdef, tx, schedule, cfg: TrainConfig, state_shardings, batch_shardings, mesh):
+def make_train_step(graphdef, tx, schedule, cfg: TrainConfig, task, state_shardings, batch_shardings,
+                    aux_shardings, mesh):
     base_key = jax.random.key(cfg.seed)
 
-    def step_fn(state, batch):
+    def step_fn(state, batch, aux):
         step = state["step"]
         key = jax.random.fold_in(base_key, step) if cfg.model.dropout else None
 
         def loss_of(params):
-            return dense_contrastive_loss(nnx.merge(graphdef, params), batch, key, cfg.loss)
+            return task.loss(nnx.merge(graphdef, params, state["frozen"]), batch, aux, key)
 
-        loss, grads = jax.value_and_grad(loss_of)(state["params"])
+        (loss, task_metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(step)}
-        return {"params": params, "opt_state": opt_state, "step": step + 1}, metrics
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(step),
+                   **task_metrics}
+        return {**state, "params": params, "opt_state": opt_state, "step": step + 1}, metrics
 
-    return jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings),
+    return jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings, aux_shardings),
                    out_shardings=(state_shardings, replicated(mesh)), donate_argnums=0)
 
 
@@ -109,21 +103,31 @@ def global_batch(local: dict[str, np.ndarray], shardings: dict[str, Any]) -> dic
     return {k: jax.make_array_from_process_local_data(shardings[k], v) for k, v in local.items()}
 
 
+def split_trainable(model, cfg: TrainConfig):
+    """(graphdef, trainable params, frozen params) by optimizer.trainable; frozen ones get no gradient, no
+    update and no optimizer state."""
+    names = list(flat_params(model))
+    num_layers = len(getattr(model.encoder, "layers", []))
+    chosen = trainable_names(names, cfg.optimizer.trainable, num_layers)
+    is_trainable = lambda path, _: ".".join(str(p) for p in path) in chosen  # noqa: E731
+    return nnx.split(model, is_trainable, ...)
+
+
 def init_train_state(prep: Prepared):
     """Parameters and optimizer state placed on the mesh, with their shardings and the batch shardings.
     Returns (graphdef, state, state shardings, batch shardings, (optimizer, schedule))."""
     cfg, mesh, source = prep.cfg, prep.mesh, prep.source
-    graphdef, params = nnx.split(prep.loaded.model)
+    graphdef, params, frozen = split_trainable(prep.loaded.model, cfg)
     tx, schedule = make_optimizer(cfg.optimizer, cfg.learning_rate, prep.total_steps)
-    param_sh = tree_shardings(params, mesh)
-    params = jax.device_put(params, param_sh)
+    param_sh, frozen_sh = tree_shardings(params, mesh), tree_shardings(frozen, mesh)
+    params, frozen = jax.device_put(params, param_sh), jax.device_put(frozen, frozen_sh)
     opt_state = jax.jit(tx.init)(params)
     opt_sh = tree_shardings(opt_state, mesh)
     # Every leaf is placed with its final sharding up front: an unplaced leaf would make the second call of the
     # train step miss the jit cache and compile again.
-    state = {"params": params, "opt_state": jax.device_put(opt_state, opt_sh),
+    state = {"params": params, "frozen": frozen, "opt_state": jax.device_put(opt_state, opt_sh),
              "step": jax.device_put(jnp.zeros((), jnp.int32), replicated(mesh))}
-    state_sh = {"params": param_sh, "opt_state": opt_sh, "step": replicated(mesh)}
+    state_sh = {"params": param_sh, "frozen": frozen_sh, "opt_state": opt_sh, "step": replicated(mesh)}
     batch_sh = {k: batch_sharding(mesh, v.ndim) for k, v in source.batch(0).items()}
     return graphdef, state, state_sh, batch_sh, (tx, schedule)
 
@@ -139,7 +143,7 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
     mesh, source = prep.mesh, prep.source
     graphdef, state, state_sh, batch_sh, schedule_tx = init_train_state(prep)
     checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
-    meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": _data_fingerprint(source), "best": None}
+    meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": source.fingerprint(), "best": None}
     start = 0
     latest = checkpoints.latest_step()
     if latest is not None:
@@ -153,15 +157,26 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
     if jax.process_index() == 0:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
-    train_step = make_train_step(graphdef, *schedule_tx, cfg, state_sh, batch_sh, mesh)
+    aux_sh = tree_shardings(prep.task.aux, mesh)
+    aux = jax.device_put(prep.task.aux, aux_sh)
+    train_step = make_train_step(graphdef, *schedule_tx, cfg, prep.task, state_sh, batch_sh, aux_sh, mesh)
     run_log = RunLog(out, start, prep.total_steps)
     summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": []}
 
+    evaluates = prep.eval_data is not None or bool(cfg.eval.sts)
+
     def run_eval(step: int) -> None:
-        if prep.eval_data is None:
+        if not evaluates:
             return
-        loaded = LoadedEmbedder(nnx.merge(graphdef, state["params"]), prep.loaded.tokenizer, prep.loaded.path)
-        metrics = evaluate_dense(loaded, prep.eval_data, cfg.eval.batch_size, progress=True)
+        model = nnx.merge(graphdef, state["params"], state["frozen"])
+        loaded = LoadedEmbedder(model, prep.loaded.tokenizer, prep.loaded.path)
+        all_dims = len(model.dims) > 1
+        metrics = {}
+        if prep.eval_data is not None:
+            metrics.update(evaluate_dense(loaded, prep.eval_data, cfg.eval.batch_size, progress=True,
+                                          all_dims=all_dims))
+        if cfg.eval.sts:
+            metrics.update(evaluate_sts(loaded, cfg.eval.sts, cfg.eval.batch_size, all_dims, progress=True))
         value = metrics[cfg.eval.metric]
         if meta["best"] is None or value > meta["best"]["value"]:
             meta["best"] = {"step": step, "metric": cfg.eval.metric, "value": value}
@@ -171,13 +186,13 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
         summary["eval_history"].append({"step": step, cfg.eval.metric: value})
         print(json.dumps(record), file=sys.stderr)
 
-    if start == 0 and prep.eval_data is not None and cfg.eval_every > 0:
+    if start == 0 and evaluates and cfg.eval_every > 0:
         run_eval(0)
     step = start
     try:
         end = prep.total_steps if stop_at_step is None else min(stop_at_step, prep.total_steps)
         for local in iterate(source, start, end):
-            state, metrics = train_step(state, global_batch(local, batch_sh))
+            state, metrics = train_step(state, global_batch(local, batch_sh), aux)
             step += 1
             if step % cfg.log_every == 0 or step == prep.total_steps:
                 m = {k: float(v) for k, v in jax.device_get(metrics).items()}

@@ -44,3 +44,34 @@ def make_optimizer(cfg: OptimizerConfig, peak: float, total_steps: int
                     mask=weight_decay_mask),
     )
     return tx, schedule
+
+
+_LAYER_SLICE = re.compile(r"^encoder\.layers\[(-?\d*):(-?\d*)\]$")
+
+
+def trainable_names(names: list[str], patterns: str, num_layers: int) -> set[str]:
+    """Dotted parameter names selected by `optimizer.trainable` (see config.py). A pattern that selects nothing
+    is an error, so a typo cannot silently freeze the whole model."""
+    import fnmatch
+
+    from jaxretrieval.errors import InputError
+
+    selected: set[str] = set()
+    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
+        if pattern == "all":
+            hits = set(names)
+        elif pattern == "head":
+            hits = {n for n in names if n.startswith(("dense.", "matryoshka."))}
+        elif m := _LAYER_SLICE.match(pattern):
+            start, stop = (int(x) if x else None for x in m.groups())
+            layers = range(num_layers)[slice(start, stop)]
+            hits = {n for n in names for i in layers if n.startswith(f"encoder.layers.{i}.")}
+        else:
+            hits = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+        if not hits:
+            raise InputError(f"pattern {pattern!r} matches no parameter (e.g. {names[:2]})", "config",
+                             field="optimizer.trainable")
+        selected |= hits
+    if not selected:
+        raise InputError("no trainable parameters", "config", field="optimizer.trainable")
+    return selected

@@ -1,0 +1,151 @@
+"""The Stella/Jasper distillation task: texts, teacher vectors (precomputed `.npy` or online teachers), and the
+weighted cosine / similarity / relative-similarity (+ L2) loss on the main output and every Matryoshka output.
+
+Batches are rows of one text table, shuffled per epoch from (seed, epoch) alone, so the step is the data position
+and resume is exact, as in the dense task. Teacher vectors ride in the batch; online teachers' parameters are the
+task's `aux` (passed to every step, never trained, never checkpointed), and their tokens ride in the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxretrieval.config import TrainConfig
+from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
+from jaxretrieval.data.jsonl import read_texts
+from jaxretrieval.data.pipeline import TokenTable, _pad_rows, length_grouped_order
+from jaxretrieval.errors import InputError
+from jaxretrieval.losses.distill import stella_loss, teacher_target
+from jaxretrieval.models.embedder import Embedder
+
+
+def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise InputError("teacher vectors not found", p, field="distill.teacher_vectors")
+    try:
+        vectors = np.load(p, mmap_mode="r")
+    except ValueError as e:
+        raise InputError(f"not a NumPy .npy file: {e}", p, field="distill.teacher_vectors") from None
+    if vectors.ndim != 2 or vectors.dtype.kind != "f":
+        raise InputError(f"expected a float matrix, got {vectors.dtype}{list(vectors.shape)}", p,
+                         field="distill.teacher_vectors")
+    if vectors.shape[0] != rows:
+        raise InputError(f"{vectors.shape[0]} rows, but {texts_path} has {rows} texts (one vector per text, in "
+                         f"order)", p, field="distill.teacher_vectors")
+    return vectors
+
+
+@dataclasses.dataclass
+class TextBatchSource:
+    """This process's rows of each global batch: student tokens, and teacher vectors or teacher tokens."""
+
+    student: TokenTable
+    teacher_vectors: np.ndarray | None  # float[N, Dt] (memory-mapped)
+    teacher_tables: list[TokenTable]  # online teachers' tokens, one table per teacher
+    pad_ids: list[int]  # student's, then each online teacher's
+    global_batch: int
+    seed: int
+    source: str
+    group_by_length: bool = False
+    process_index: int = 0
+    process_count: int = 1
+    _order: tuple | None = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return (len(self.student.offsets) - 1) // self.global_batch
+
+    def fingerprint(self) -> dict:
+        return {"texts": len(self.student.offsets) - 1, "source": self.source,
+                "teacher_dim": None if self.teacher_vectors is None else int(self.teacher_vectors.shape[1])}
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            n = len(self.student.offsets) - 1
+            order = (length_grouped_order(self.student.lengths, self.global_batch, rng) if self.group_by_length
+                     else rng.permutation(n))
+            self._order = (epoch, order)
+        rows = self._order[1][index * self.global_batch:(index + 1) * self.global_batch]
+        local = self.global_batch // self.process_count
+        mine = rows[self.process_index * local:(self.process_index + 1) * local]
+        out = {}
+        tables = [self.student] + self.teacher_tables
+        for k, (table, pad_id) in enumerate(zip(tables, self.pad_ids)):
+            ids, mask = _pad_rows(table, mine, table.padded_length(rows), pad_id)
+            prefix = "" if k == 0 else f"teacher{k - 1}_"
+            out[prefix + "ids"], out[prefix + "mask"] = ids, mask
+        if self.teacher_vectors is not None:
+            out["teacher"] = np.asarray(self.teacher_vectors[mine], np.float32)
+        return out
+
+
+@dataclasses.dataclass
+class DistillTask:
+    cfg: TrainConfig
+    source: TextBatchSource
+    aux: dict[str, Any]  # {"teacher0": params, ...} for online teachers
+    teacher_graphdefs: list[Any]
+    matryoshka_dims: tuple[int, ...]
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DistillTask":
+        d = cfg.distill
+        texts = read_texts(cfg.data.train)
+        if len(texts) < cfg.batch_size:
+            raise InputError(f"{len(texts)} texts are fewer than one batch of {cfg.batch_size}", cfg.data.train,
+                             field="batch_size")
+        tok = loaded.tokenizer
+        student = TokenTable.build(tok, texts, "doc", min(d.max_length, tok.max_length),
+                                   cfg.data.length_buckets_per_octave)
+        vectors, tables, pad_ids, graphdefs, aux = None, [], [tok.pad_id], [], {}
+        if d.teacher_vectors:
+            vectors = load_teacher_vectors(d.teacher_vectors, len(texts), cfg.data.train)
+            teacher_dim = vectors.shape[1]
+        else:
+            teacher_dim = 0
+            for k, path in enumerate(d.teachers):
+                teacher = load_embedder(path)
+                t_tok = teacher.tokenizer
+                tables.append(TokenTable.build(t_tok, texts, "doc", min(d.max_length, t_tok.max_length),
+                                               cfg.data.length_buckets_per_octave))
+                pad_ids.append(t_tok.pad_id)
+                graphdef, params = nnx.split(teacher.model)
+                graphdefs.append(graphdef)
+                aux[f"teacher{k}"] = params
+                teacher_dim += teacher.model.dim
+        if loaded.model.dim != teacher_dim:
+            raise InputError(f"the student's output dim {loaded.model.dim} must equal the teacher dim {teacher_dim} "
+                             f"(set model.head_dim={teacher_dim} to add a projection head)", "config",
+                             field="model.head_dim")
+        source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
+                                 cfg.data.group_by_length, jax.process_index(), jax.process_count())
+        return cls(cfg, source, aux, graphdefs, tuple(loaded.model.spec.matryoshka_dims))
+
+    def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        d = self.cfg.distill
+        outs = model.embed_all(batch["ids"], batch["mask"], dropout_key=dropout_key)
+        if "teacher" in batch:
+            target = teacher_target([batch["teacher"]])
+        else:
+            vectors = [nnx.merge(g, aux[f"teacher{k}"])(batch[f"teacher{k}_ids"], batch[f"teacher{k}_mask"])
+                       for k, g in enumerate(self.teacher_graphdefs)]
+            target = jax.lax.stop_gradient(teacher_target(vectors))
+        weights = dict(cosine_weight=d.cosine_weight, similarity_weight=d.similarity_weight,
+                       relative_weight=d.relative_weight, l2_weight=d.l2_weight, margin=d.margin,
+                       chunk=d.relative_chunk)
+        total, terms = stella_loss(outs[model.dim], target, full_dimension=True, **weights)
+        metrics = dict(terms)
+        for dim in self.matryoshka_dims:
+            part, part_terms = stella_loss(outs[dim], target, full_dimension=False, **weights)
+            total = total + part
+            metrics.update({f"d{dim}/{k}": v for k, v in part_terms.items()})
+        return total, metrics

@@ -1,0 +1,65 @@
+"""The model a config describes: the directory's embedder, plus new heads, plus parameters from a previous stage.
+
+Training, export and evaluation of a run all build the model here, so a checkpoint always meets the same
+structure it was saved from.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jax.numpy as jnp
+
+from jaxretrieval.config import TrainConfig
+from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
+from jaxretrieval.errors import InputError
+from jaxretrieval.models.embedder import Embedder, with_heads
+from jaxretrieval.models.params import flat_params, set_flat_params
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_all: bool = False) -> list[str]:
+    """Copy a checkpoint's parameters into `model` by name. Returns the names the checkpoint lacked (new heads of
+    a later stage keep their fresh initialization); require_all makes any difference an error."""
+    from jaxretrieval.train.checkpoint import restore_params
+
+    saved, _ = restore_params(run_dir, step)
+    expected = flat_params(model)
+    missing = sorted(set(expected) - set(saved))
+    unused = sorted(set(saved) - set(expected))
+    if unused or (require_all and missing):
+        raise InputError(f"checkpoint parameters do not match the configured model: missing {missing[:3]}, "
+                         f"unexpected {unused[:3]}", run_dir / "checkpoints" / str(step))
+    for key in saved:
+        if saved[key].shape != expected[key].shape:
+            raise InputError(f"parameter {key}: checkpoint shape {saved[key].shape} != model shape "
+                             f"{expected[key].shape}", run_dir / "checkpoints" / str(step))
+    set_flat_params(model, saved)
+    return missing
+
+
+def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
+    from jaxretrieval.train.checkpoint import find_checkpoint
+
+    m = cfg.model
+    dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
+    pooling = tuple(m.pooling.split(",")) if m.pooling else None
+    loaded = load_embedder(m.path, pooling=pooling, dtype=dtype)
+    if m.head_dim or m.matryoshka_dims:
+        try:
+            model = with_heads(loaded.model, m.head_dim, tuple(m.matryoshka_dims), m.matryoshka_mode, seed=cfg.seed)
+        except ValueError as e:
+            raise InputError(str(e), "config", field="model.matryoshka_dims") from None
+        loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
+    if cfg.init_from:
+        found = find_checkpoint(cfg.init_from)
+        if found is None:
+            raise InputError("init_from must be a run directory or RUN/checkpoints/STEP", cfg.init_from,
+                             field="init_from")
+        fresh = load_checkpoint_params(loaded.model, *found)
+        if fresh:
+            log.warning("init_from %s: %d parameters not in the checkpoint start fresh, e.g. %s", cfg.init_from,
+                        len(fresh), fresh[:3])
+    return loaded

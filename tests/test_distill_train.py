@@ -1,0 +1,140 @@
+"""Distillation end to end on tiny models: precomputed and online teachers, Matryoshka heads and slices, freezing
+through the optimizer, stage chaining with init_from, input errors, and export of Matryoshka heads."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from hf_tiny import make_sentence_transformers_dir, tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
+from jaxretrieval.cli import main
+from jaxretrieval.config import load_config
+from jaxretrieval.convert.export import export, load_export_source
+from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.data.jsonl import read_texts
+from jaxretrieval.errors import InputError
+from jaxretrieval.inference import encode_texts
+from jaxretrieval.models.params import flat_params
+from jaxretrieval.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill")
+    student = tiny_embedder_dir(root / "student")
+    teacher = tiny_family(root / "teacher", "mpnet", seed=2)
+    make_sentence_transformers_dir(teacher, {"pooling_mode_mean_tokens": True}, normalize=True)
+    texts = tiny_pairs_jsonl(root / "pairs.jsonl", rows=10)  # {query,pos,neg}: flattened into texts
+    vectors = root / "teacher.npy"
+    assert main(["encode", "--model", str(teacher), "--input", str(texts), "--output", str(vectors),
+                 "--dtype", "float16"]) == 0
+    return root, student, teacher, texts, vectors
+
+
+def _cfg(out, student, texts, *extra):
+    return load_config(None, [f"output_dir={out}", "task=distill", f"model.path={student}", f"data.train={texts}",
+                              "batch_size=8", "steps=3", "learning_rate=1e-2", "log_every=1", "save_every=3",
+                              "distill.max_length=24", *extra])
+
+
+def _metrics(out):
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_teacher_file_is_aligned_float16(setup):
+    _, _, teacher, texts, vectors = setup
+    v = np.load(vectors)
+    assert v.dtype == np.float16 and v.shape == (len(read_texts(texts)), 24)
+    np.testing.assert_allclose(np.linalg.norm(v.astype(np.float32), axis=1), 1.0, atol=2e-3)
+
+
+def test_head_only_stage_then_matryoshka_stage_from_it(setup, tmp_path):
+    root, student, _, texts, vectors = setup
+    stage1 = tmp_path / "stage1"
+    train(_cfg(stage1, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
+               "optimizer.trainable=head"))
+    losses = [m["loss"] for m in _metrics(stage1) if "loss" in m]
+    assert np.isfinite(losses).all() and {"cosine", "similarity", "relative"} <= set(_metrics(stage1)[0])
+    trained = load_export_source(stage1).loaded.model
+    base = load_embedder(student).model
+    before, after = flat_params(base), flat_params(trained)
+    assert all(np.array_equal(before[k], after[k]) for k in before if k.startswith("encoder."))  # frozen
+    assert "dense.0.kernel" in after and "dense.0.kernel" not in before  # the new head, trained
+    # frozen parameters hold no optimizer state: Adam's moments cover only the head
+    import orbax.checkpoint as ocp
+
+    mgr = ocp.CheckpointManager(stage1 / "checkpoints")
+    saved = mgr.restore(mgr.latest_step())["state"]
+    mgr.close()
+    moment_sizes = sum(np.size(x) for x in jax.tree.leaves(saved["opt_state"]))
+    head_size = after["dense.0.kernel"].size + after["dense.0.bias"].size
+    assert moment_sizes <= 2 * head_size + 16
+
+    # stage 3 style: all parameters, Matryoshka heads, started from stage 1
+    stage3 = tmp_path / "stage3"
+    cfg3 = _cfg(stage3, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
+                "model.matryoshka_dims=[12,6]", f"init_from={stage1}", "steps=2")
+    from jaxretrieval.train.model_setup import build_embedder
+
+    start = flat_params(build_embedder(cfg3).model)
+    for k, v in after.items():
+        np.testing.assert_array_equal(start[k], v, err_msg=k)  # stage 3 starts where stage 1 ended
+    assert "matryoshka.0.kernel" in start
+    train(cfg3)
+    record = _metrics(stage3)[-1]
+    assert {"d12/similarity", "d12/relative", "d6/relative"} <= set(record) and "d12/cosine" not in record
+
+    # export writes each Matryoshka head as its own Dense folder; each serves its dimension in sentence-transformers
+    out = export(stage3, tmp_path / "export")
+    info = json.loads((out / "matryoshka.json").read_text())
+    assert info["dims"] == {"12": "2_Dense_12", "6": "2_Dense_6"} and (out / "2_Dense_24").exists()
+    from sentence_transformers import SentenceTransformer
+
+    sample = read_texts(texts)[:5]
+    ours = encode_texts(load_export_source(stage3).loaded, sample, all_dims=True)
+    modules = json.loads((out / "modules.json").read_text())
+    for dim in (24, 12):
+        modules[2]["path"] = f"2_Dense_{dim}"
+        (out / "modules.json").write_text(json.dumps(modules))
+        ref = SentenceTransformer(str(out), device="cpu").encode(sample, convert_to_numpy=True)
+        assert np.abs(ref - ours[dim]).max() <= 1e-4
+
+
+def test_online_teacher_and_slice_mode(setup, tmp_path):
+    _, student, teacher, texts, _ = setup
+    out = tmp_path / "online"
+    train(_cfg(out, student, texts, f"distill.teachers=[{teacher}]", "model.head_dim=24",
+               "model.matryoshka_dims=[8]", "model.matryoshka_mode=slice", "distill.l2_weight=1.0"))
+    record = _metrics(out)[-1]
+    assert np.isfinite(record["loss"]) and "l2" in record and "d8/similarity" in record
+
+
+def test_distill_input_errors_before_any_step(setup, tmp_path):
+    _, student, teacher, texts, vectors = setup
+    short = tmp_path / "short.npy"
+    np.save(short, np.zeros((3, 24), np.float32))
+    cases = [
+        (["distill.teacher_vectors=" + str(short), "model.head_dim=24"], r"\[distill.teacher_vectors\]: 3 rows"),
+        ([f"distill.teacher_vectors={vectors}", "model.head_dim=16"],
+         r"\[model.head_dim\]: the student's output dim 16 must equal the teacher dim 24"),
+        ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "optimizer.trainable=encoder.layerz.*"],
+         r"\[optimizer.trainable\]: pattern 'encoder.layerz.\*' matches no parameter"),
+        ([], r"distill.teacher_vectors.*exactly one"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "err"
+        with pytest.raises(InputError, match=message):
+            train(_cfg(out, student, texts, *extra))
+        assert not (out / "checkpoints").exists()
+
+
+def test_layer_slice_pattern_trains_only_the_last_layer_and_head(setup, tmp_path):
+    _, student, _, texts, vectors = setup
+    out = tmp_path / "stage2"
+    train(_cfg(out, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
+               "optimizer.trainable=head,encoder.layers[-1:]", "steps=2"))
+    before = flat_params(load_embedder(student).model)
+    after = flat_params(load_export_source(out).loaded.model)
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all(k.startswith("encoder.layers.1.") for k in changed)  # 2 layers: only the last moved
