@@ -142,6 +142,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_mine(args) -> int:
+    from jaxretrieval.data.mining import mine_negatives, write_jsonl_atomic
+
+    if args.top_k < 1 or args.skip_top < 0:
+        raise InputError("--top-k must be >= 1 and --skip-top >= 0", "command line")
+    records = mine_negatives(_load(args), args.data, args.top_k, args.skip_top, args.max_score_ratio,
+                             args.num_negatives, args.split, args.batch_size)
+    write_jsonl_atomic(args.out, records)
+    counts = [len(r["neg"]) for r in records]
+    print(f"wrote {len(records)} queries to {args.out}: {min(counts)}-{max(counts)} negatives each", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxretrieval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-doc-length", type=int, default=256)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.set_defaults(func=cmd_prepare, pooling=None, max_length=None)
+
+    p = sub.add_parser("mine", help="mine hard negatives with a dense model into {query, pos, neg} jsonl")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="BEIR directory (qrels split + corpus) or {query, pos, neg} jsonl")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", required=True, help="output .jsonl")
+    p.add_argument("--top-k", type=int, default=50, help="candidates kept after skipping (before the ratio filter)")
+    p.add_argument("--skip-top", type=int, default=0, help="drop this many best non-positive hits first")
+    p.add_argument("--max-score-ratio", type=float, default=None,
+                   help="drop hits scoring above R x the query's weakest positive (likely false negatives)")
+    p.add_argument("--num-negatives", type=int, default=None, help="keep at most this many per query")
+    p.set_defaults(func=cmd_mine)
 
     p = sub.add_parser("export", help="write a trained model as a sentence-transformers or Hugging Face directory")
     p.add_argument("--checkpoint", required=True,

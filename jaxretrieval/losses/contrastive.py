@@ -25,17 +25,23 @@ def infonce_loss(queries: jax.Array, docs: jax.Array, doc_ids: jax.Array, temper
     b = queries.shape[0]
     queries = queries.astype(jnp.float32)
     docs = docs.astype(jnp.float32)
-    scores = queries @ docs.T / temperature  # [B, B + B·N]
+    loss = infonce_from_scores(queries @ docs.T, doc_ids, temperature)
     own = jnp.arange(b)
-    duplicate = (doc_ids[None, :] == doc_ids[:b, None]) & (jnp.arange(docs.shape[0])[None, :] != own[:, None])
-    scores = jnp.where(duplicate, _NEG_INF, scores)
-    loss = _cross_entropy(scores, own)
     if symmetric:
         qids = own if query_ids is None else query_ids
         back = docs[:b] @ queries.T / temperature  # [B, B]
         dup_q = (qids[None, :] == qids[:, None]) & (own[None, :] != own[:, None])
         loss = 0.5 * (loss + _cross_entropy(jnp.where(dup_q, _NEG_INF, back), own))
     return loss
+
+
+def infonce_from_scores(scores: jax.Array, doc_ids: jax.Array, temperature: float) -> jax.Array:
+    """The query→document term on precomputed scores float[B, B + B·N] (row i's positive in column i), with the
+    duplicate-document mask described in infonce_loss. Shared by dense and late-interaction (MaxSim) models."""
+    b = scores.shape[0]
+    own = jnp.arange(b)
+    duplicate = (doc_ids[None, :] == doc_ids[:b, None]) & (jnp.arange(scores.shape[1])[None, :] != own[:, None])
+    return _cross_entropy(jnp.where(duplicate, _NEG_INF, scores.astype(jnp.float32) / temperature), own)
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

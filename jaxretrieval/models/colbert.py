@@ -1,0 +1,63 @@
+"""ColBERT multi-vector model: encoder → per-token projection → L2-normalize, with padding and skiplisted tokens
+masked out of the document's vector set.
+
+The projection is a bias-free linear map (ColBERT, PyLate) or, with `projection: ffn`, a 2-layer residual FFN
+(out = W_skip·x + W_2·gelu(W_1·x)), which mxbai-edge-colbert found better for small encoders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxretrieval.models import layers
+from jaxretrieval.models.embedder import l2_normalize
+
+
+@dataclasses.dataclass(frozen=True)
+class ColBERTSpec:
+    dim: int = 128
+    projection: str = "linear"  # linear | ffn
+    query_length: int = 32  # queries are padded with the mask token to this length (query augmentation)
+    doc_length: int = 180
+    query_prefix: str = "[Q] "
+    doc_prefix: str = "[D] "
+    attend_to_expansion_tokens: bool = False  # False: expansion [MASK] tokens get vectors but nothing attends to them
+    skiplist: tuple[int, ...] = ()  # token ids dropped from document vector sets (punctuation)
+
+    def __post_init__(self):
+        if self.projection not in ("linear", "ffn"):
+            raise ValueError(f"projection must be linear or ffn, got {self.projection!r}")
+
+
+class ColBERT(nnx.Module):
+    """(input_ids, attention_mask) int32[B, L] → (unit vectors float32[B, L, dim], vector mask int32[B, L])."""
+
+    def __init__(self, encoder: nnx.Module, spec: ColBERTSpec, rngs: nnx.Rngs | None = None):
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        h = encoder.hidden_size
+        self.encoder = encoder
+        self.spec = spec
+        self.projection = layers.linear(h, spec.dim, rngs, jnp.float32, use_bias=False)
+        if spec.projection == "ffn":
+            self.ffn_in = layers.linear(h, h, rngs, jnp.float32)
+            self.ffn_out = layers.linear(h, spec.dim, rngs, jnp.float32)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, vector_mask: jax.Array | None = None,
+                 token_type_ids: jax.Array | None = None, dropout_key: jax.Array | None = None
+                 ) -> tuple[jax.Array, jax.Array]:
+        """attention_mask says what the encoder attends to; vector_mask (default: attention_mask) says which
+        token vectors take part in MaxSim (e.g. expansion tokens yes, skiplisted punctuation no)."""
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key).astype(jnp.float32)
+        x = self.projection(hidden)
+        if self.spec.projection == "ffn":
+            x = x + self.ffn_out(jax.nn.gelu(self.ffn_in(hidden), approximate=False))
+        mask = attention_mask if vector_mask is None else vector_mask
+        return l2_normalize(x) * mask[..., None].astype(jnp.float32), mask.astype(jnp.int32)
