@@ -36,8 +36,10 @@ def _load(args, path=None):
     pooling = tuple(args.pooling.split(",")) if args.pooling else None
     from jaxretrieval.train.checkpoint import find_checkpoint
 
-    if Path(str(path)).is_dir() and find_checkpoint(path) is not None:  # a training run or one of its checkpoints: the model it trained
-        from jaxretrieval.convert.export import load_export_source
+    from jaxretrieval.convert.colbert_io import is_pylate_dir
+
+    if Path(str(path)).is_dir() and (find_checkpoint(path) is not None or is_pylate_dir(Path(str(path)))):
+        from jaxretrieval.convert.export import load_export_source  # a run, a checkpoint or a PyLate model
 
         return load_export_source(path).loaded
     try:
@@ -95,9 +97,19 @@ def cmd_eval(args) -> int:
 
     if not args.data and not args.sts:
         raise InputError("give --data (BEIR directory) and/or --sts (STS-B file)", "command line")
+    from jaxretrieval.convert.colbert_io import LoadedColBERT
+
     loaded = _load(args)
-    all_dims = args.all_dims and len(loaded.model.dims) > 1
     metrics = {}
+    if isinstance(loaded, LoadedColBERT):
+        from jaxretrieval.eval.colbert_search import evaluate_colbert
+
+        if args.sts or not args.data:
+            raise InputError("a ColBERT model is evaluated on a BEIR directory (--data), not on STS", args.model)
+        metrics = evaluate_colbert(loaded, load_beir(args.data, args.split), args.batch_size, progress=True)
+        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
+        return 0
+    all_dims = args.all_dims and len(loaded.model.dims) > 1
     if args.data:
         metrics.update(evaluate_dense(loaded, load_beir(args.data, args.split), args.batch_size, progress=True,
                                       all_dims=all_dims))

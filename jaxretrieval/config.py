@@ -64,6 +64,24 @@ class DistillConfig:
 
 
 @dataclasses.dataclass
+class ColBERTConfig:
+    """Late-interaction model and losses (task: colbert)."""
+
+    dim: int = 128
+    projection: str = "linear"  # linear | ffn (2-layer residual FFN, then linear)
+    query_length: int = 32
+    doc_length: int = 180
+    query_prefix: str = "[Q] "  # mapped to [unused0] when the vocabulary has no such token
+    doc_prefix: str = "[D] "  # mapped to [unused1]
+    attend_to_expansion_tokens: bool = False
+    skiplist: bool = True  # drop punctuation tokens from document vectors
+    reduce: str = "sum"  # sum (ColBERT) | mean (RAG-Retrieval)
+    loss: str = "contrastive"  # contrastive (in-batch + hard negatives) | distill (KL to pos/neg_scores per query)
+    normalize_teacher_scores: bool = False  # distill: min-max normalize each query's teacher scores
+    doc_chunk: int = 64  # documents per MaxSim chunk (bounded memory)
+
+
+@dataclasses.dataclass
 class OptimizerConfig:
     schedule: str = "linear"  # linear | cosine | constant (after warmup)
     warmup_ratio: float = 0.1  # fraction of `steps` spent warming up (ignored if warmup_steps > 0)
@@ -97,7 +115,7 @@ class EvalConfig:
 @dataclasses.dataclass
 class TrainConfig:
     output_dir: str = ""
-    task: str = "dense"  # dense (contrastive InfoNCE) | distill (Stella/Jasper embedding distillation)
+    task: str = "dense"  # dense (InfoNCE) | distill (Stella/Jasper embedding distillation) | colbert (MaxSim)
     init_from: str = ""  # run directory or RUN/checkpoints/STEP whose parameters start this run (stages)
     seed: int = 0
     steps: int = 0  # 0: one pass over the data times `epochs`
@@ -114,6 +132,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    colbert: ColBERTConfig = dataclasses.field(default_factory=ColBERTConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def validate(self, source: str = "config") -> None:
@@ -136,7 +155,12 @@ class TrainConfig:
             (self.model.compute_dtype in ("float32", "bfloat16"), "model.compute_dtype",
              "must be float32 or bfloat16"),
             (self.mesh.fsdp >= 1, "mesh.fsdp", "must be >= 1"),
-            (self.task in ("dense", "distill"), "task", "must be dense or distill"),
+            (self.task in ("dense", "distill", "colbert"), "task", "must be dense, distill or colbert"),
+            (self.colbert.projection in ("linear", "ffn"), "colbert.projection", "must be linear or ffn"),
+            (self.colbert.reduce in ("sum", "mean"), "colbert.reduce", "must be sum or mean"),
+            (self.colbert.loss in ("contrastive", "distill"), "colbert.loss", "must be contrastive or distill"),
+            (self.colbert.loss != "distill" or self.data.num_negatives > 0, "data.num_negatives",
+             "must be > 0 for colbert.loss distill (the group each query is distilled over)"),
             (self.model.head_dim >= 0, "model.head_dim", "must be >= 0"),
             (all(d > 0 for d in self.model.matryoshka_dims), "model.matryoshka_dims", "must be positive"),
             (len(set(self.model.matryoshka_dims)) == len(self.model.matryoshka_dims), "model.matryoshka_dims",

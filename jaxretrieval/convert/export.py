@@ -27,7 +27,7 @@ from jaxretrieval.models.embedder import DenseSpec
 from jaxretrieval.models.families import Family
 from jaxretrieval.models.params import flat_params
 
-FORMATS = ("sentence-transformers", "hf")
+FORMATS = ("sentence-transformers", "hf", "pylate")
 DTYPES = ("float32", "bfloat16")
 _ACTIVATION_CLASSES = {"identity": "torch.nn.modules.linear.Identity", "tanh": "torch.nn.modules.activation.Tanh",
                        "relu": "torch.nn.modules.activation.ReLU", "gelu": "torch.nn.modules.activation.GELU",
@@ -64,11 +64,15 @@ def load_export_source(path: str | os.PathLike) -> ExportSource:
     """A run directory (newest checkpoint), one checkpoint (RUN/checkpoints/STEP) or a model directory."""
     from jaxretrieval.config import load_config
     from jaxretrieval.train.checkpoint import find_checkpoint
-    from jaxretrieval.train.model_setup import build_embedder, load_checkpoint_params
+    from jaxretrieval.train.model_setup import build_model, load_checkpoint_params
+
+    from jaxretrieval.convert.colbert_io import is_pylate_dir, load_colbert
 
     p = Path(path)
     found = find_checkpoint(p)
     if found is None:
+        if is_pylate_dir(p):
+            return ExportSource(load_colbert(p), str(p))
         if (p / "config.json").exists() or (p / "modules.json").exists():
             return ExportSource(load_embedder(p), str(p))
         raise InputError("no checkpoint here: expected a run directory, RUN/checkpoints/STEP or a model directory",
@@ -79,7 +83,7 @@ def load_export_source(path: str | os.PathLike) -> ExportSource:
         raise InputError("run directory lacks config.yaml (which names the model it started from)", run_dir)
     cfg = load_config(config_path)
     cfg.init_from = ""  # the checkpoint below replaces every parameter
-    loaded = build_embedder(cfg)
+    loaded = build_model(cfg)
     load_checkpoint_params(loaded.model, run_dir, step, require_all=True)
     return ExportSource(loaded, f"{run_dir} step {step}")
 
@@ -103,13 +107,12 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def _write_transformer(loaded: LoadedEmbedder, out: Path, dtype: str) -> None:
-    """config.json, model.safetensors and tokenizer files of the encoder."""
-    source_dir = transformer_dir_of(loaded.path)
+def _write_transformer(model, hf_tokenizer, source_root: Path, max_length: int, out: Path, dtype: str) -> None:
+    """config.json, model.safetensors and tokenizer files of the encoder (`model.encoder`)."""
+    source_dir = transformer_dir_of(source_root)
     hf_config = read_hf_config(source_dir)
     family = family_of(hf_config, source_dir / "config.json")
-    encoder = {k.removeprefix("encoder."): v for k, v in flat_params(loaded.model).items()
-               if k.startswith("encoder.")}
+    encoder = {k.removeprefix("encoder."): v for k, v in flat_params(model).items() if k.startswith("encoder.")}
     ours = hf_tensors(encoder, family)
     extras = {}  # source tensors the encoder does not use (pooler, ...), names stripped of task prefixes
     for name, value in read_hf_weights(source_dir).items():
@@ -121,9 +124,8 @@ def _write_transformer(loaded: LoadedEmbedder, out: Path, dtype: str) -> None:
     config["dtype"] = dtype
     config.pop("torch_dtype", None)
     _write_json(out / "config.json", config)
-    tokenizer = loaded.tokenizer.tokenizer
-    tokenizer.model_max_length = loaded.model.spec.max_length
-    tokenizer.save_pretrained(str(out))
+    hf_tokenizer.model_max_length = max_length
+    hf_tokenizer.save_pretrained(str(out))
 
 
 def _write_dense(folder: Path, dense: DenseSpec, params: dict[str, np.ndarray], prefix: str, dtype: str) -> None:
@@ -189,13 +191,29 @@ def export(source: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "se
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise InputError("output exists and is not empty (pass --overwrite to replace it)", out)
+    from jaxretrieval.convert.colbert_io import LoadedColBERT, write_pylate
+
     loaded = load_export_source(source).loaded
+    is_colbert = isinstance(loaded, LoadedColBERT)
+    if is_colbert and fmt == "sentence-transformers":
+        raise InputError("a ColBERT model exports as --format pylate (or hf for the bare encoder)", "command line",
+                         field="format")
+    if not is_colbert and fmt == "pylate":
+        raise InputError("--format pylate is for ColBERT models; this is a dense embedder", "command line",
+                         field="format")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_transformer(loaded, tmp, dtype)
-        if fmt == "sentence-transformers":
-            _write_sentence_transformers(loaded, tmp, dtype)
+        if is_colbert:
+            _write_transformer(loaded.model, loaded.tokenizer.text.tokenizer, loaded.path,
+                               loaded.tokenizer.doc_length, tmp, dtype)
+            if fmt == "pylate":
+                write_pylate(loaded, tmp, dtype)
+        else:
+            _write_transformer(loaded.model, loaded.tokenizer.tokenizer, loaded.path, loaded.model.spec.max_length,
+                               tmp, dtype)
+            if fmt == "sentence-transformers":
+                _write_sentence_transformers(loaded, tmp, dtype)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             os.replace(out, old)

@@ -91,7 +91,9 @@ class DenseBatchSource:
     pad_id: int
     process_index: int = 0
     process_count: int = 1
-    fixed_lengths: tuple[int, int] | None = None  # (query, doc) padded lengths; None = buckets per step
+    fixed_lengths: tuple[int | None, int | None] | None = None  # (query, doc) padded lengths; None = buckets
+    query_pad_id: int | None = None  # pad queries with this id instead (ColBERT query expansion: the mask token)
+    with_scores: bool = False  # add teacher scores "pos_score" [B] and "neg_scores" [B, N] (distillation)
     query_global_ids: np.ndarray | None = None  # local query row → dataset-wide id (None = identity)
     doc_global_ids: np.ndarray | None = None
     plan_stream: int = 0  # mixed into the sampling seed: differs per process when each plans its own rows
@@ -105,7 +107,8 @@ class DenseBatchSource:
     def _plan(self, epoch: int):
         if self._cached_plan is None or self._cached_plan[0] != epoch:
             self._cached_plan = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives,
-                                                   num_docs=len(self.docs.offsets) - 1, stream=self.plan_stream))
+                                                   num_docs=len(self.docs.offsets) - 1, stream=self.plan_stream,
+                                                   with_scores=self.with_scores))
         return self._cached_plan[1]
 
     def fingerprint(self) -> dict:
@@ -113,31 +116,32 @@ class DenseBatchSource:
         return {"examples": len(self.pairs), "queries": len(self.queries.offsets) - 1,
                 "docs": len(self.docs.offsets) - 1, "source": self.pairs.source}
 
-    def step_rows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Global (query ids, positive ids, negative ids) of one step; drop-remainder epochs."""
+    def step_rows(self, step: int) -> tuple[np.ndarray, ...]:
+        """Global (query ids, positive ids, negative ids[, positive scores, negative scores]) of one step;
+        drop-remainder epochs."""
         epoch, index = divmod(step, self.steps_per_epoch)
-        q, p, n = self._plan(epoch)
         rows = slice(index * self.global_batch, (index + 1) * self.global_batch)
-        return q[rows], p[rows], n[rows]
+        return tuple(x[rows] for x in self._plan(epoch))
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        q, p, n = self.step_rows(step)
-        if self.fixed_lengths:
-            q_len, d_len = self.fixed_lengths
-        else:
-            q_len = self.queries.padded_length(q)
-            d_len = self.docs.padded_length(np.concatenate([p, n.reshape(-1)]))
+        q, p, n, *scores = self.step_rows(step)
+        q_len, d_len = self.fixed_lengths or (None, None)
+        q_len = q_len or self.queries.padded_length(q)
+        d_len = d_len or self.docs.padded_length(np.concatenate([p, n.reshape(-1)]))
         local = self.global_batch // self.process_count
         mine = slice(self.process_index * local, (self.process_index + 1) * local)
         q, p, n = q[mine], p[mine], n[mine]
-        q_ids, q_mask = _pad_rows(self.queries, q, q_len, self.pad_id)
+        scores = [x[mine] for x in scores]
+        q_pad = self.pad_id if self.query_pad_id is None else self.query_pad_id
+        q_ids, q_mask = _pad_rows(self.queries, q, q_len, q_pad)
         d_ids, d_mask = _pad_rows(self.docs, np.concatenate([p, n.reshape(-1)]), d_len, self.pad_id)
         k = len(p)
         if self.query_global_ids is not None:
             q = self.query_global_ids[q]
         if self.doc_global_ids is not None:
             p, n = self.doc_global_ids[p], self.doc_global_ids[n]
-        return {
+        extra = {"pos_score": scores[0], "neg_scores": scores[1]} if scores else {}
+        return {**extra,
             "query_ids": q_ids, "query_mask": q_mask,
             "pos_ids": d_ids[:k], "pos_mask": d_mask[:k],
             "neg_ids": d_ids[k:].reshape(k, self.num_negatives, d_len),

@@ -27,6 +27,9 @@ class TrainPairs:
     positives: list[np.ndarray]  # per example, doc ids of its positives (≥ 1)
     negatives: list[np.ndarray]  # per example, doc ids of its hard negatives (may be empty)
     source: str
+    # teacher scores aligned with positives / negatives (distillation data), or None when the file has none
+    positive_scores: list[np.ndarray] | None = None
+    negative_scores: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.query)
@@ -56,9 +59,21 @@ def _str_list(obj: dict, key: str, path, lineno: int, required: bool) -> list[st
     return value
 
 
+def _scores(obj: dict, key: str, expected: int, path, lineno: int) -> np.ndarray | None:
+    if key not in obj:
+        return None
+    value = obj[key]
+    value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if (not isinstance(value, list) or len(value) != expected
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise InputError(f"field {key!r} must be a list of {expected} numbers (one per {key.split('_')[0]} text)",
+                         path, lineno, field=key)
+    return np.array(value, np.float32)
+
+
 def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
     queries, docs = _Interner(), _Interner()
-    q_ids, pos, neg = [], [], []
+    q_ids, pos, neg, pos_scores, neg_scores = [], [], [], [], []
     for lineno, obj in iter_jsonl(path):
         query = require_str(obj, "query", path, lineno, allow_empty=False)
         prompt = obj.get("prompt") or ""
@@ -67,9 +82,18 @@ def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
         q_ids.append(queries(prompt + query))
         pos.append(np.array([docs(t) for t in _str_list(obj, "pos", path, lineno, True)], np.int64))
         neg.append(np.array([docs(t) for t in _str_list(obj, "neg", path, lineno, False)], np.int64))
+        pos_scores.append(_scores(obj, "pos_scores", len(pos[-1]), path, lineno))
+        neg_scores.append(_scores(obj, "neg_scores", len(neg[-1]), path, lineno))
     if not q_ids:
         raise InputError("no training records", path)
-    return TrainPairs(queries.texts, docs.texts, np.array(q_ids, np.int64), pos, neg, str(path))
+    has = [p is not None and n is not None for p, n in zip(pos_scores, neg_scores)]
+    if any(has) and not all(has):
+        first = has.index(False) if has[0] else has.index(True)
+        raise InputError("some records have pos_scores/neg_scores and others do not (record "
+                         f"{first + 1} differs from record 1)", path, field="pos_scores")
+    scored = all(has)
+    return TrainPairs(queries.texts, docs.texts, np.array(q_ids, np.int64), pos, neg, str(path),
+                      pos_scores if scored else None, neg_scores if scored else None)
 
 
 def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs:
@@ -109,16 +133,20 @@ def read_train_pairs(source: str | os.PathLike, split: str = "train") -> TrainPa
 
 
 def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int, num_docs: int | None = None,
-               stream: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               stream: int = 0, with_scores: bool = False) -> tuple[np.ndarray, ...]:
     """The epoch's example order and sampled documents, a pure function of (seed, epoch, stream).
 
     Returns query ids int64[E], positive doc ids int64[E] (one positive drawn per example) and negative doc ids
     int64[E, num_negatives]: drawn without replacement from the example's hard negatives, with replacement only
     when it has fewer than needed, and from random non-positive documents when it has none.
+    with_scores adds the teacher scores of the drawn positive float32[E] and negatives float32[E, num_negatives]
+    (the file's pos_scores / neg_scores; every example then needs num_negatives hard negatives of its own).
     """
     rng = np.random.default_rng([seed, epoch, stream] if stream else [seed, epoch])
     order = rng.permutation(len(pairs))
     query = pairs.query[order]
+    if with_scores:
+        return (query, *_scored_draws(pairs, order, rng, num_negatives))
     positive = np.array([rng.choice(pairs.positives[i]) for i in order], np.int64)
     negative = np.zeros((len(order), num_negatives), np.int64)
     if num_negatives:
@@ -132,3 +160,20 @@ def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int, num
                 candidates = candidates[~np.isin(candidates, pairs.positives[i])]
                 negative[row] = np.resize(candidates if len(candidates) else rng.choice(num_docs, 1), num_negatives)
     return query, positive, negative
+
+
+def _scored_draws(pairs: TrainPairs, order: np.ndarray, rng: np.random.Generator, num_negatives: int):
+    """Positive and negatives drawn by position, so their teacher scores come along."""
+    pos, neg = np.zeros(len(order), np.int64), np.zeros((len(order), num_negatives), np.int64)
+    pos_s, neg_s = np.zeros(len(order), np.float32), np.zeros((len(order), num_negatives), np.float32)
+    for row, i in enumerate(order):
+        k = rng.integers(len(pairs.positives[i]))
+        pos[row], pos_s[row] = pairs.positives[i][k], pairs.positive_scores[i][k]
+        hard = pairs.negatives[i]
+        if num_negatives:
+            if not len(hard):
+                raise InputError(f"record {i + 1} has no negatives to distill from", pairs.source, i + 1,
+                                 field="neg")
+            picks = rng.choice(len(hard), num_negatives, replace=len(hard) < num_negatives)
+            neg[row], neg_s[row] = hard[picks], pairs.negative_scores[i][picks]
+    return pos, neg, pos_s, neg_s

@@ -1,8 +1,9 @@
 """ColBERT multi-vector model: encoder → per-token projection → L2-normalize, with padding and skiplisted tokens
 masked out of the document's vector set.
 
-The projection is a bias-free linear map (ColBERT, PyLate) or, with `projection: ffn`, a 2-layer residual FFN
-(out = W_skip·x + W_2·gelu(W_1·x)), which mxbai-edge-colbert found better for small encoders.
+The projection is a bias-free linear map (ColBERT, PyLate) or, with `projection: ffn`, a 2-layer FFN with a
+residual (out = P·(gelu(W·x + b) + x)), the kind of projection mxbai-edge-colbert found better for small encoders.
+Both are stacks of PyLate `Dense` modules (the FFN's first layer is a Dense with `use_residual`), so they export.
 """
 
 from __future__ import annotations
@@ -21,16 +22,13 @@ from jaxretrieval.models.embedder import l2_normalize
 class ColBERTSpec:
     dim: int = 128
     projection: str = "linear"  # linear | ffn
-    query_length: int = 32  # queries are padded with the mask token to this length (query augmentation)
-    doc_length: int = 180
-    query_prefix: str = "[Q] "
-    doc_prefix: str = "[D] "
-    attend_to_expansion_tokens: bool = False  # False: expansion [MASK] tokens get vectors but nothing attends to them
-    skiplist: tuple[int, ...] = ()  # token ids dropped from document vector sets (punctuation)
+    reduce: str = "sum"  # MaxSim over query tokens: sum (ColBERT) | mean (RAG-Retrieval)
 
     def __post_init__(self):
         if self.projection not in ("linear", "ffn"):
             raise ValueError(f"projection must be linear or ffn, got {self.projection!r}")
+        if self.reduce not in ("sum", "mean"):
+            raise ValueError(f"reduce must be sum or mean, got {self.reduce!r}")
 
 
 class ColBERT(nnx.Module):
@@ -41,10 +39,9 @@ class ColBERT(nnx.Module):
         h = encoder.hidden_size
         self.encoder = encoder
         self.spec = spec
-        self.projection = layers.linear(h, spec.dim, rngs, jnp.float32, use_bias=False)
         if spec.projection == "ffn":
-            self.ffn_in = layers.linear(h, h, rngs, jnp.float32)
-            self.ffn_out = layers.linear(h, spec.dim, rngs, jnp.float32)
+            self.ffn = layers.linear(h, h, rngs, jnp.float32)
+        self.projection = layers.linear(h, spec.dim, rngs, jnp.float32, use_bias=False)
 
     @property
     def dim(self) -> int:
@@ -56,8 +53,8 @@ class ColBERT(nnx.Module):
         """attention_mask says what the encoder attends to; vector_mask (default: attention_mask) says which
         token vectors take part in MaxSim (e.g. expansion tokens yes, skiplisted punctuation no)."""
         hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key).astype(jnp.float32)
-        x = self.projection(hidden)
         if self.spec.projection == "ffn":
-            x = x + self.ffn_out(jax.nn.gelu(self.ffn_in(hidden), approximate=False))
+            hidden = jax.nn.gelu(self.ffn(hidden), approximate=False) + hidden
+        x = self.projection(hidden)
         mask = attention_mask if vector_mask is None else vector_mask
         return l2_normalize(x) * mask[..., None].astype(jnp.float32), mask.astype(jnp.int32)

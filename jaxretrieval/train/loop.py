@@ -29,12 +29,13 @@ from jaxretrieval.models.params import flat_params
 from jaxretrieval.train.checkpoint import Checkpoints
 from jaxretrieval.train.dense_task import DenseTask
 from jaxretrieval.train.distill_task import DistillTask
-from jaxretrieval.train.model_setup import build_embedder
+from jaxretrieval.train.colbert_task import ColBERTTask
+from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
 from jaxretrieval.train.optimizer import make_optimizer, trainable_names
 from jaxretrieval.train.run_log import RunLog
 
-TASKS = {"dense": DenseTask, "distill": DistillTask}
+TASKS = {"dense": DenseTask, "distill": DistillTask, "colbert": ColBERTTask}
 
 
 @dataclasses.dataclass
@@ -42,7 +43,7 @@ class Prepared:
     """Everything built and validated before the first step."""
 
     cfg: TrainConfig
-    loaded: LoadedEmbedder
+    loaded: LoadedEmbedder  # or LoadedColBERT
     task: Any  # DenseTask | DistillTask: .source, .aux, .loss(model, batch, aux, key)
     total_steps: int
     mesh: jax.sharding.Mesh
@@ -68,8 +69,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if cfg.batch_size % dp:
         raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
-    loaded = build_embedder(cfg)
-    _check_eval_metric(cfg, loaded.model.dims)
+    loaded = build_model(cfg)
+    _check_eval_metric(cfg, getattr(loaded.model, "dims", (loaded.model.dim,)))
     task = TASKS[cfg.task].build(cfg, loaded)
     total = cfg.steps or int(cfg.epochs * task.source.steps_per_epoch)
     if total <= 0:
@@ -169,13 +170,17 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
         if not evaluates:
             return
         model = nnx.merge(graphdef, state["params"], state["frozen"])
-        loaded = LoadedEmbedder(model, prep.loaded.tokenizer, prep.loaded.path)
-        all_dims = len(model.dims) > 1
+        loaded = dataclasses.replace(prep.loaded, model=model)
+        all_dims = len(getattr(model, "dims", ())) > 1
         metrics = {}
-        if prep.eval_data is not None:
+        if cfg.task == "colbert" and prep.eval_data is not None:
+            from jaxretrieval.eval.colbert_search import evaluate_colbert
+
+            metrics.update(evaluate_colbert(loaded, prep.eval_data, cfg.eval.batch_size, progress=True))
+        elif prep.eval_data is not None:
             metrics.update(evaluate_dense(loaded, prep.eval_data, cfg.eval.batch_size, progress=True,
                                           all_dims=all_dims))
-        if cfg.eval.sts:
+        if cfg.eval.sts and cfg.task != "colbert":
             metrics.update(evaluate_sts(loaded, cfg.eval.sts, cfg.eval.batch_size, all_dims, progress=True))
         value = metrics[cfg.eval.metric]
         if meta["best"] is None or value > meta["best"]["value"]:

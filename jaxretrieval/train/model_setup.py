@@ -40,9 +40,33 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
     return missing
 
 
-def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
+def build_model(cfg: TrainConfig):
+    """LoadedEmbedder for the dense and distill tasks, LoadedColBERT for colbert."""
+    if cfg.task == "colbert":
+        from jaxretrieval.convert.colbert_io import load_colbert
+
+        loaded = load_colbert(cfg.model.path, cfg.colbert, seed=cfg.seed)
+        _init_from(cfg, loaded.model)
+        return loaded
+    return build_embedder(cfg)
+
+
+def _init_from(cfg: TrainConfig, model) -> None:
     from jaxretrieval.train.checkpoint import find_checkpoint
 
+    if not cfg.init_from:
+        return
+    found = find_checkpoint(cfg.init_from)
+    if found is None:
+        raise InputError("init_from must be a run directory or RUN/checkpoints/STEP", cfg.init_from,
+                         field="init_from")
+    fresh = load_checkpoint_params(model, *found)
+    if fresh:
+        log.warning("init_from %s: %d parameters not in the checkpoint start fresh, e.g. %s", cfg.init_from,
+                    len(fresh), fresh[:3])
+
+
+def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
     m = cfg.model
     dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
     pooling = tuple(m.pooling.split(",")) if m.pooling else None
@@ -53,13 +77,5 @@ def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
         except ValueError as e:
             raise InputError(str(e), "config", field="model.matryoshka_dims") from None
         loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
-    if cfg.init_from:
-        found = find_checkpoint(cfg.init_from)
-        if found is None:
-            raise InputError("init_from must be a run directory or RUN/checkpoints/STEP", cfg.init_from,
-                             field="init_from")
-        fresh = load_checkpoint_params(loaded.model, *found)
-        if fresh:
-            log.warning("init_from %s: %d parameters not in the checkpoint start fresh, e.g. %s", cfg.init_from,
-                        len(fresh), fresh[:3])
+    _init_from(cfg, loaded.model)
     return loaded

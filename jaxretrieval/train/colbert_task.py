@@ -1,0 +1,84 @@
+"""The ColBERT training task: {query, pos, neg} batches tokenized the ColBERT way (markers, query expansion,
+skiplist) and MaxSim losses — contrastive over every positive and hard negative of the global batch, or KL
+distillation of each query's own group [positive, negatives] towards the file's teacher scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxretrieval.config import TrainConfig
+from jaxretrieval.convert.colbert_io import LoadedColBERT
+from jaxretrieval.data.pipeline import DenseBatchSource
+from jaxretrieval.data.train_pairs import read_train_pairs
+from jaxretrieval.errors import InputError
+from jaxretrieval.losses.contrastive import infonce_from_scores
+from jaxretrieval.losses.listwise import listwise_kl_loss
+from jaxretrieval.losses.maxsim import maxsim_dense, maxsim_scores
+from jaxretrieval.models.colbert import ColBERT
+
+
+def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource:
+    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+    distill = cfg.colbert.loss == "distill"
+    if distill and pairs.positive_scores is None:
+        raise InputError("colbert.loss distill needs pos_scores and neg_scores in every record (jaxretrieval score "
+                         "adds them)", pairs.source, field="pos_scores")
+    if len(pairs) < cfg.batch_size:
+        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
+                         pairs.source, field="batch_size")
+    tok = loaded.tokenizer
+    per_octave = cfg.data.length_buckets_per_octave
+    queries, docs = tok.table(pairs.query_texts, "query", per_octave), tok.table(pairs.doc_texts, "doc", per_octave)
+    return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
+                            tok.text.pad_id, jax.process_index(), jax.process_count(),
+                            fixed_lengths=(tok.query_length, None), query_pad_id=tok.expansion_id,
+                            with_scores=distill)
+
+
+@dataclasses.dataclass
+class ColBERTTask:
+    cfg: TrainConfig
+    source: DenseBatchSource
+    attend_to_expansion: bool
+    skiplist: tuple[int, ...]
+    aux: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, loaded: LoadedColBERT) -> "ColBERTTask":
+        tok = loaded.tokenizer
+        return cls(cfg, colbert_source(cfg, loaded), tok.attend_to_expansion_tokens, tok.skiplist_ids)
+
+    def _encode(self, model: ColBERT, batch, key):
+        q_key, d_key = (None, None) if key is None else jax.random.split(key)
+        real = batch["query_mask"]
+        attention = jnp.ones_like(real) if self.attend_to_expansion else real
+        q, q_mask = model(batch["query_ids"], attention, jnp.ones_like(real), dropout_key=q_key)
+        length = batch["pos_ids"].shape[-1]
+        ids = jnp.concatenate([batch["pos_ids"], batch["neg_ids"].reshape(-1, length)])
+        mask = jnp.concatenate([batch["pos_mask"], batch["neg_mask"].reshape(-1, length)])
+        keep = mask * ~jnp.isin(ids, jnp.asarray(self.skiplist, jnp.int32)) if self.skiplist else mask
+        d, d_mask = model(ids, mask, keep, dropout_key=d_key)
+        return q, q_mask, d, d_mask
+
+    def loss(self, model: ColBERT, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        c = self.cfg.colbert
+        q, q_mask, d, d_mask = self._encode(model, batch, dropout_key)
+        if c.loss == "contrastive":
+            scores = maxsim_scores(q, q_mask, d, d_mask, c.reduce, c.doc_chunk)  # [B, B(1 + N)]
+            ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
+            return infonce_from_scores(scores, ids, self.cfg.loss.temperature), {}
+        b, n = batch["neg_ids"].shape[:2]
+        # each query against its own group only: positive first, then its negatives
+        group = jnp.concatenate([jnp.arange(b)[:, None], b + jnp.arange(b * n).reshape(b, n)], axis=1)  # [B, 1+N]
+        per_query = jax.vmap(lambda qi, qm, rows: maxsim_dense(qi[None], qm[None], d[rows], d_mask[rows],
+                                                               c.reduce)[0])
+        student = per_query(q, q_mask, group)
+        teacher = jnp.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], axis=1)
+        loss = listwise_kl_loss(student, teacher, self.cfg.loss.temperature,
+                                normalize_teacher=c.normalize_teacher_scores)
+        return loss, {}

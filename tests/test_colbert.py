@@ -1,0 +1,138 @@
+"""ColBERT: tokenization (markers, expansion, skiplist), training with contrastive and distillation losses,
+sharding invariance, MaxSim search, PyLate export (checked by PyLate itself when a PyLate venv exists)."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
+from jaxretrieval.config import ColBERTConfig, load_config
+from jaxretrieval.convert.colbert_io import load_colbert
+from jaxretrieval.convert.export import export, load_export_source
+from jaxretrieval.eval.colbert_search import encode_token_vectors, maxsim_search
+from jaxretrieval.losses.maxsim import maxsim_dense
+from jaxretrieval.train.loop import train
+
+# PyLate pins older sentence-transformers/transformers than ours, so it lives in its own venv (see README)
+PYLATE_PYTHON = Path(os.environ.get("PYLATE_PYTHON", Path(__file__).resolve().parents[2] / "pylate-venv-cpu/bin/python"))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colbert")
+    model = tiny_embedder_dir(root / "model")
+    vocab = (model / "vocab.txt").read_text().splitlines()
+    vocab[5:7] = ["[unused0]", "[unused1]"]  # ColBERT's marker tokens, as BERT vocabularies have them
+    (model / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (model / "tokenizer.json").unlink()  # rebuilt from vocab.txt
+    data = tiny_pairs_jsonl(root / "d.jsonl", rows=16, negatives=3)
+    scored = root / "scored.jsonl"
+    rng = np.random.default_rng(0)
+    records = [json.loads(x) for x in data.read_text().splitlines()]
+    for r in records:
+        r["pos_scores"] = [float(rng.normal() + 2)]
+        r["neg_scores"] = [float(rng.normal()) for _ in r["neg"]]
+    scored.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return model, data, scored
+
+
+def _cfg(out, model, data, *extra):
+    return load_config(None, [f"output_dir={out}", "task=colbert", f"model.path={model}", f"data.train={data}",
+                              "batch_size=8", "steps=3", "learning_rate=1e-3", "log_every=1", "save_every=3",
+                              "data.num_negatives=2", "colbert.dim=16", "colbert.query_length=8",
+                              "colbert.doc_length=24", *extra])
+
+
+def _losses(out):
+    return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if "loss" in x]
+
+
+def test_tokenization_markers_expansion_and_skiplist(setup):
+    model, _, _ = setup
+    tok = load_colbert(model, ColBERTConfig(query_length=8, doc_length=24)).tokenizer
+    vocab = tok.text.tokenizer.get_vocab()
+    assert tok.marker_ids == {"query": vocab["[unused0]"], "doc": vocab["[unused1]"]}
+    q = tok.encode_batch(["the fox"], "query")
+    assert q["ids"].shape == (1, 8) and q["ids"][0, 1] == vocab["[unused0]"]
+    assert (q["ids"][0, 5:] == vocab["[MASK]"]).all()  # [CLS] [Q] the fox [SEP] + expansion
+    assert q["attention"][0].tolist() == [1] * 5 + [0] * 3 and q["vectors"].all()
+    d = tok.encode_batch(["hello , world ."], "doc")
+    punct = [i for i, t in enumerate(d["ids"][0]) if t in (vocab[","], vocab["."])]
+    assert punct and d["vectors"][0, punct].sum() == 0 and d["attention"][0, punct].all()
+
+
+@pytest.mark.parametrize("loss", ["contrastive", "distill"])
+def test_training_one_and_eight_devices_agree(setup, tmp_path, loss):
+    model, data, scored = setup
+    source = scored if loss == "distill" else data
+    extra = [f"colbert.loss={loss}", "colbert.projection=ffn" if loss == "distill" else "colbert.reduce=sum"]
+    train(_cfg(tmp_path / "one", model, source, "mesh.data=1", *extra))
+    train(_cfg(tmp_path / "eight", model, source, *extra))
+    one, eight = _losses(tmp_path / "one"), _losses(tmp_path / "eight")
+    assert len(one) == 3 and np.isfinite(one).all()
+    np.testing.assert_allclose(one, eight, atol=1e-5)
+    assert jax.device_count() == 8
+
+
+def test_distill_needs_teacher_scores(setup, tmp_path):
+    from jaxretrieval.errors import InputError
+
+    model, data, _ = setup
+    with pytest.raises(InputError, match="pos_scores"):
+        train(_cfg(tmp_path / "x", model, data, "colbert.loss=distill"))
+
+
+def test_search_matches_brute_force_and_export_round_trips(setup, tmp_path):
+    model, data, _ = setup
+    run = tmp_path / "run"
+    train(_cfg(run, model, data))
+    loaded = load_export_source(run).loaded
+    docs = ["the quick brown fox", "lazy dog , hello", "world . world", "over the fox jumps", "hello"]
+    queries = ["fox", "hello world"]
+    d = encode_token_vectors(loaded, docs, "doc")
+    q = encode_token_vectors(loaded, queries, "query")
+    scores, index = maxsim_search(q, d, top_k=3, doc_chunk=2, query_chunk=1)
+    for qi in range(2):
+        qv = q[0][q[1][qi]:q[1][qi + 1]].astype(np.float32)
+        brute = [float(maxsim_dense(qv[None], np.ones((1, len(qv))), d[0][d[1][j]:d[1][j + 1]].astype(np.float32)[None],
+                                    np.ones((1, d[1][j + 1] - d[1][j])))[0, 0]) for j in range(5)]
+        np.testing.assert_allclose(scores[qi], np.sort(brute)[::-1][:3], rtol=1e-3, atol=1e-3)
+        assert index[qi, 0] == int(np.argmax(brute))
+    out = export(run, tmp_path / "pylate", fmt="pylate")
+    cfg = json.loads((out / "config_sentence_transformers.json").read_text())
+    assert cfg["query_prefix"] == "[unused0]" and cfg["similarity_fn_name"] == "MaxSim"
+    again = load_export_source(out).loaded  # our reader of the PyLate layout
+    d2 = encode_token_vectors(again, docs, "doc")
+    np.testing.assert_array_equal(d[1], d2[1])
+    np.testing.assert_allclose(d[0].astype(np.float32), d2[0].astype(np.float32), atol=2e-3)
+    if not PYLATE_PYTHON.exists():
+        pytest.skip(f"no PyLate interpreter at {PYLATE_PYTHON} (set PYLATE_PYTHON) for the cross-library check")
+    ours = {"q": [v.tolist() for v in np.split(np.asarray(encode_token_vectors(again, queries, "query")[0],
+                                                          np.float32), q[1][1:-1])],
+            "d": [v.tolist() for v in np.split(np.asarray(encode_token_vectors(again, docs, "doc")[0], np.float32),
+                                               d[1][1:-1])]}
+    script = tmp_path / "pylate_check.py"
+    script.write_text(PYLATE_CHECK)
+    result = subprocess.run([str(PYLATE_PYTHON), str(script), str(out), json.dumps(queries), json.dumps(docs)],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    for kind in ("q", "d"):
+        for a, b in zip(ours[kind], theirs[kind]):
+            assert np.shape(a) == np.shape(b)
+            assert np.abs(np.array(a) - np.array(b)).max() <= 1e-3  # ours stored as float16
+
+
+PYLATE_CHECK = """
+import json, sys
+from pylate import models
+m = models.ColBERT(model_name_or_path=sys.argv[1], device="cpu")
+q = m.encode(json.loads(sys.argv[2]), is_query=True, convert_to_numpy=True)
+d = m.encode(json.loads(sys.argv[3]), is_query=False, convert_to_numpy=True)
+print(json.dumps({"q": [x.tolist() for x in q], "d": [x.tolist() for x in d]}))
+"""
