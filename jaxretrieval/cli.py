@@ -29,25 +29,28 @@ def _add_model_args(p: argparse.ArgumentParser, several: bool = False) -> None:
                    help="override pooling, e.g. 'cls' or 'mean' or 'lasttoken' (comma-separated to concatenate)")
 
 
-def _load(args, path=None):
+def load_any_model(path, pooling=None, max_length=None):
+    """A run directory or checkpoint (the model it trained), a PyLate directory (ColBERT), or a dense embedder
+    directory."""
+    from jaxretrieval.convert.colbert_io import is_pylate_dir
+    from jaxretrieval.convert.export import is_cross_encoder_dir, load_export_source
     from jaxretrieval.convert.st_import import load_embedder
-
-    path = args.model if path is None else path
-    pooling = tuple(args.pooling.split(",")) if args.pooling else None
     from jaxretrieval.train.checkpoint import find_checkpoint
 
-    from jaxretrieval.convert.colbert_io import is_pylate_dir
-
-    if Path(str(path)).is_dir() and (find_checkpoint(path) is not None or is_pylate_dir(Path(str(path)))):
-        from jaxretrieval.convert.export import load_export_source  # a run, a checkpoint or a PyLate model
-
-        return load_export_source(path).loaded
+    pooling = tuple(pooling.split(",")) if isinstance(pooling, str) else pooling
+    p = Path(str(path))
+    if p.is_dir() and (find_checkpoint(p) is not None or is_pylate_dir(p) or is_cross_encoder_dir(p)):
+        return load_export_source(p).loaded
     try:
-        return load_embedder(path, pooling=pooling, max_length=args.max_length)
+        return load_embedder(path, pooling=pooling, max_length=max_length)
     except ValueError as e:
         if isinstance(e, InputError):
             raise
         raise InputError(str(e), path) from None
+
+
+def _load(args, path=None):
+    return load_any_model(args.model if path is None else path, args.pooling, args.max_length)
 
 
 def save_npy_atomic(path: Path, array) -> None:
@@ -98,9 +101,21 @@ def cmd_eval(args) -> int:
     if not args.data and not args.sts:
         raise InputError("give --data (BEIR directory) and/or --sts (STS-B file)", "command line")
     from jaxretrieval.convert.colbert_io import LoadedColBERT
+    from jaxretrieval.convert.reranker_io import LoadedReranker
 
     loaded = _load(args)
     metrics = {}
+    if isinstance(loaded, LoadedReranker):
+        from jaxretrieval.eval.rerank import dense_first_stage, evaluate_reranker
+
+        if not args.data or not args.first_stage:
+            raise InputError("a reranker is evaluated with --data BEIR_DIR and --first-stage DENSE_MODEL_OR_RUN",
+                             args.model)
+        data = load_beir(args.data, args.split)
+        run = dense_first_stage(load_any_model(args.first_stage), data, args.rerank_top)
+        metrics = evaluate_reranker(loaded, data, run, args.rerank_top, args.batch_size)
+        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
+        return 0
     if isinstance(loaded, LoadedColBERT):
         from jaxretrieval.eval.colbert_search import evaluate_colbert
 
@@ -167,6 +182,23 @@ def cmd_mine(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from jaxretrieval.data.jsonl import iter_jsonl
+    from jaxretrieval.data.mining import write_jsonl_atomic
+    from jaxretrieval.eval.scoring import score_records
+
+    records = []
+    for lineno, obj in iter_jsonl(args.input):
+        for key in ("query", "pos"):
+            if key not in obj:
+                raise InputError(f"missing field {key!r}", args.input, lineno, field=key)
+        records.append(obj)
+    scored = score_records(_load(args), records, args.batch_size)
+    write_jsonl_atomic(args.out, scored)
+    print(f"scored {len(scored)} records -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxretrieval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--sts", help="STS-B style file: adds sts_spearman (cosine vs gold, Spearman)")
     p.add_argument("--all-dims", action="store_true", help="also report every Matryoshka dimension (dim<D>/...)")
+    p.add_argument("--first-stage", help="rerankers: dense model or run whose top-k is reranked")
+    p.add_argument("--rerank-top", type=int, default=100, help="rerankers: candidates per query to rescore")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("prepare", help="tokenize training data once into TFRecord shards for multi-host runs")
@@ -212,11 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-negatives", type=int, default=None, help="keep at most this many per query")
     p.set_defaults(func=cmd_mine)
 
+    p = sub.add_parser("score", help="add teacher scores (pos_scores, neg_scores) to {query, pos, neg} jsonl")
+    _add_model_args(p)
+    p.add_argument("--input", required=True, help="{query, pos, neg} jsonl")
+    p.add_argument("--out", required=True, help="output jsonl (records with pos_scores and neg_scores)")
+    p.set_defaults(func=cmd_score)
+
     p = sub.add_parser("export", help="write a trained model as a sentence-transformers or Hugging Face directory")
     p.add_argument("--checkpoint", required=True,
                    help="run directory (newest checkpoint), RUN/checkpoints/STEP, or a model directory")
     p.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
-    p.add_argument("--format", default="sentence-transformers", help="sentence-transformers | hf")
+    p.add_argument("--format", default="sentence-transformers",
+                   help="sentence-transformers | hf (dense); pylate | hf (ColBERT); cross-encoder (reranker)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=cmd_export)

@@ -82,6 +82,24 @@ class ColBERTConfig:
 
 
 @dataclasses.dataclass
+class RerankerConfig:
+    """Cross-encoder / LLM reranker (task: reranker)."""
+
+    loss: str = "listwise"  # listwise (CE, positive first) | bce | mse | ranknet | distill (KL to teacher scores)
+    group_size: int = 8  # candidates per query: 1 positive + group_size - 1 sampled negatives
+    max_length: int = 256  # pair tokens; the document is truncated, never the query
+    query_format: str = "{}"
+    doc_format: str = "{}"
+    special_token: str = ""  # LLM rerankers: appended; its last hidden state is scored
+    label_min: float = 0.0  # graded labels are rescaled to [0, 1] from [label_min, label_max]
+    label_max: float = 1.0
+    normalize_teacher_scores: bool = False  # distill: min-max per query group
+    temperature: float = 1.0  # listwise CE and KL (cross-encoder logits are not cosine similarities)
+    rerank_top: int = 100  # eval: rescore this many first-stage candidates
+    first_stage: str = ""  # eval: dense model directory or run whose top-k is reranked (empty: no eval)
+
+
+@dataclasses.dataclass
 class OptimizerConfig:
     schedule: str = "linear"  # linear | cosine | constant (after warmup)
     warmup_ratio: float = 0.1  # fraction of `steps` spent warming up (ignored if warmup_steps > 0)
@@ -115,7 +133,7 @@ class EvalConfig:
 @dataclasses.dataclass
 class TrainConfig:
     output_dir: str = ""
-    task: str = "dense"  # dense (InfoNCE) | distill (Stella/Jasper embedding distillation) | colbert (MaxSim)
+    task: str = "dense"  # dense (InfoNCE) | distill (Stella/Jasper) | colbert (MaxSim) | reranker (cross-encoder)
     init_from: str = ""  # run directory or RUN/checkpoints/STEP whose parameters start this run (stages)
     seed: int = 0
     steps: int = 0  # 0: one pass over the data times `epochs`
@@ -133,6 +151,7 @@ class TrainConfig:
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     colbert: ColBERTConfig = dataclasses.field(default_factory=ColBERTConfig)
+    reranker: RerankerConfig = dataclasses.field(default_factory=RerankerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def validate(self, source: str = "config") -> None:
@@ -155,7 +174,11 @@ class TrainConfig:
             (self.model.compute_dtype in ("float32", "bfloat16"), "model.compute_dtype",
              "must be float32 or bfloat16"),
             (self.mesh.fsdp >= 1, "mesh.fsdp", "must be >= 1"),
-            (self.task in ("dense", "distill", "colbert"), "task", "must be dense, distill or colbert"),
+            (self.task in ("dense", "distill", "colbert", "reranker"), "task",
+             "must be dense, distill, colbert or reranker"),
+            (self.reranker.loss in ("listwise", "bce", "mse", "ranknet", "distill"), "reranker.loss",
+             "must be listwise, bce, mse, ranknet or distill"),
+            (self.reranker.group_size >= 2, "reranker.group_size", "must be >= 2 (a positive and a negative)"),
             (self.colbert.projection in ("linear", "ffn"), "colbert.projection", "must be linear or ffn"),
             (self.colbert.reduce in ("sum", "mean"), "colbert.reduce", "must be sum or mean"),
             (self.colbert.loss in ("contrastive", "distill"), "colbert.loss", "must be contrastive or distill"),

@@ -16,6 +16,13 @@ def write_bert_tokenizer(path: Path) -> None:
     vocab = path / "vocab.txt"
     vocab.write_text("\n".join(BERT_VOCAB) + "\n")
     BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(str(path))
+    _rebuild_from_vocab(path)
+
+
+def _rebuild_from_vocab(path: Path) -> None:
+    """transformers 5 builds a fast tokenizer constructed from `vocab_file` without the vocabulary, and saves
+    that broken tokenizer.json; without the file, loading rebuilds it correctly from vocab.txt."""
+    (path / "tokenizer.json").unlink(missing_ok=True)
 
 
 def tiny_bert(path: Path, seed: int = 0, safetensors: bool = True, **overrides) -> Path:
@@ -60,7 +67,27 @@ def write_wordpiece_tokenizer(path: Path, style: str, padding_side: str = "right
                                 mask_token="<mask>")
     tok.padding_side = padding_side
     tok.save_pretrained(str(path))
+    _rebuild_from_vocab(path)
     return tok.pad_token_id
+
+
+QWEN2_VOCAB_SIZE = 300
+
+
+def write_qwen2_tokenizer(path: Path, padding_side: str = "right") -> None:
+    """A byte-level BPE (Qwen2Tokenizer) of QWEN2_VOCAB_SIZE tokens trained on the tiny words; pad = eos =
+    <|endoftext|> (id 0). Written as vocab.json + merges.txt, from which transformers builds it."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    text = " ".join(WORDS + BERT_VOCAB[31:] + ["query", "document", "yes", "no"])
+    bpe.train_from_iterator([text] * 50, vocab_size=QWEN2_VOCAB_SIZE, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    bpe.save_model(str(path))
+    (path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "Qwen2Tokenizer", "pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+        "model_max_length": 128, "padding_side": padding_side}))
 
 
 def tiny_family(path: Path, family: str, seed: int = 0, padding_side: str = "right", **overrides) -> Path:
@@ -80,14 +107,18 @@ def tiny_family(path: Path, family: str, seed: int = 0, padding_side: str = "rig
                                           "bos_token_id": 0, "eos_token_id": 2, **overrides})
         model, style = transformers.MPNetModel, "roberta"
     elif family == "qwen2":
-        cfg = transformers.Qwen2Config(**{**common, "num_key_value_heads": 2, "max_position_embeddings": 128,
-                                          "rope_theta": 1000.0, "pad_token_id": 0, **overrides})
-        model, style = transformers.Qwen2Model, "bert"
+        cfg = transformers.Qwen2Config(**{**common, "vocab_size": QWEN2_VOCAB_SIZE, "num_key_value_heads": 2,
+                                          "max_position_embeddings": 128, "rope_theta": 1000.0, "pad_token_id": 0,
+                                          **overrides})
+        model, style = transformers.Qwen2Model, "qwen2"
     else:
         raise ValueError(family)
     torch.manual_seed(seed)
     model(cfg).eval().save_pretrained(str(path))
-    write_wordpiece_tokenizer(path, style, padding_side)
+    if style == "qwen2":
+        write_qwen2_tokenizer(path, padding_side)
+    else:
+        write_wordpiece_tokenizer(path, style, padding_side)
     return path
 
 

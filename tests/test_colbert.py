@@ -29,7 +29,7 @@ def setup(tmp_path_factory):
     vocab = (model / "vocab.txt").read_text().splitlines()
     vocab[5:7] = ["[unused0]", "[unused1]"]  # ColBERT's marker tokens, as BERT vocabularies have them
     (model / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (model / "tokenizer.json").unlink()  # rebuilt from vocab.txt
+    (model / "tokenizer.json").unlink(missing_ok=True)  # rebuilt from vocab.txt
     data = tiny_pairs_jsonl(root / "d.jsonl", rows=16, negatives=3)
     scored = root / "scored.jsonl"
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ from jaxretrieval.models.embedder import DenseSpec
 from jaxretrieval.models.families import Family
 from jaxretrieval.models.params import flat_params
 
-FORMATS = ("sentence-transformers", "hf", "pylate")
+FORMATS = ("sentence-transformers", "hf", "pylate", "cross-encoder")
 DTYPES = ("float32", "bfloat16")
 _ACTIVATION_CLASSES = {"identity": "torch.nn.modules.linear.Identity", "tanh": "torch.nn.modules.activation.Tanh",
                        "relu": "torch.nn.modules.activation.ReLU", "gelu": "torch.nn.modules.activation.GELU",
@@ -60,6 +60,14 @@ class ExportSource:
     description: str  # what was exported, for logs
 
 
+def is_cross_encoder_dir(path: Path) -> bool:
+    """An HF *ForSequenceClassification directory (a reranker), not a sentence-transformers embedder."""
+    cfg = path / "config.json"
+    if not cfg.exists() or (path / "modules.json").exists():
+        return False
+    return any(a.endswith("ForSequenceClassification") for a in read_hf_config(path).get("architectures") or [])
+
+
 def load_export_source(path: str | os.PathLike) -> ExportSource:
     """A run directory (newest checkpoint), one checkpoint (RUN/checkpoints/STEP) or a model directory."""
     from jaxretrieval.config import load_config
@@ -73,6 +81,10 @@ def load_export_source(path: str | os.PathLike) -> ExportSource:
     if found is None:
         if is_pylate_dir(p):
             return ExportSource(load_colbert(p), str(p))
+        if is_cross_encoder_dir(p):
+            from jaxretrieval.convert.reranker_io import load_reranker
+
+            return ExportSource(load_reranker(p), str(p))
         if (p / "config.json").exists() or (p / "modules.json").exists():
             return ExportSource(load_embedder(p), str(p))
         raise InputError("no checkpoint here: expected a run directory, RUN/checkpoints/STEP or a model directory",
@@ -192,9 +204,14 @@ def export(source: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "se
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise InputError("output exists and is not empty (pass --overwrite to replace it)", out)
     from jaxretrieval.convert.colbert_io import LoadedColBERT, write_pylate
+    from jaxretrieval.convert.reranker_io import LoadedReranker, write_cross_encoder
 
     loaded = load_export_source(source).loaded
     is_colbert = isinstance(loaded, LoadedColBERT)
+    is_reranker = isinstance(loaded, LoadedReranker)
+    if is_reranker != (fmt == "cross-encoder"):
+        raise InputError("a reranker exports as --format cross-encoder" if is_reranker else
+                         "--format cross-encoder is for rerankers", "command line", field="format")
     if is_colbert and fmt == "sentence-transformers":
         raise InputError("a ColBERT model exports as --format pylate (or hf for the bare encoder)", "command line",
                          field="format")
@@ -204,7 +221,9 @@ def export(source: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "se
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        if is_colbert:
+        if is_reranker:
+            write_cross_encoder(loaded, tmp, dtype)
+        elif is_colbert:
             _write_transformer(loaded.model, loaded.tokenizer.text.tokenizer, loaded.path,
                                loaded.tokenizer.doc_length, tmp, dtype)
             if fmt == "pylate":

@@ -6,6 +6,7 @@ checked before the first step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -30,12 +31,13 @@ from jaxretrieval.train.checkpoint import Checkpoints
 from jaxretrieval.train.dense_task import DenseTask
 from jaxretrieval.train.distill_task import DistillTask
 from jaxretrieval.train.colbert_task import ColBERTTask
+from jaxretrieval.train.reranker_task import RerankerTask
 from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
 from jaxretrieval.train.optimizer import make_optimizer, trainable_names
 from jaxretrieval.train.run_log import RunLog
 
-TASKS = {"dense": DenseTask, "distill": DistillTask, "colbert": ColBERTTask}
+TASKS = {"dense": DenseTask, "distill": DistillTask, "colbert": ColBERTTask, "reranker": RerankerTask}
 
 
 @dataclasses.dataclass
@@ -57,6 +59,9 @@ class Prepared:
 def _check_eval_metric(cfg: TrainConfig, dims: tuple[int, ...]) -> None:
     names = (["ndcg@10", "recall@100", "mrr@10"] if cfg.eval.data else []) + (["sts_spearman"] if cfg.eval.sts else [])
     names += [f"dim{d}/{n}" for d in dims[1:] for n in list(names)]
+    if cfg.task == "reranker" and cfg.eval.data and not cfg.reranker.first_stage:
+        raise InputError("evaluating a reranker needs reranker.first_stage (a dense model or run whose top-k it "
+                         "reranks)", "config", field="reranker.first_stage")
     if names and cfg.eval.metric not in names:
         raise InputError(f"eval.metric {cfg.eval.metric!r} is not computed by this eval; choose from {names}",
                          "config", field="eval.metric")
@@ -70,7 +75,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
         raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
     loaded = build_model(cfg)
-    _check_eval_metric(cfg, getattr(loaded.model, "dims", (loaded.model.dim,)))
+    _check_eval_metric(cfg, getattr(loaded.model, "dims", ()))
     task = TASKS[cfg.task].build(cfg, loaded)
     total = cfg.steps or int(cfg.epochs * task.source.steps_per_epoch)
     if total <= 0:
@@ -166,6 +171,13 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
 
     evaluates = prep.eval_data is not None or bool(cfg.eval.sts)
 
+    @functools.cache
+    def first_stage_run():  # the reranker's candidates: computed once per run
+        from jaxretrieval.cli import load_any_model
+        from jaxretrieval.eval.rerank import dense_first_stage
+
+        return dense_first_stage(load_any_model(cfg.reranker.first_stage), prep.eval_data, cfg.reranker.rerank_top)
+
     def run_eval(step: int) -> None:
         if not evaluates:
             return
@@ -173,14 +185,19 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
         loaded = dataclasses.replace(prep.loaded, model=model)
         all_dims = len(getattr(model, "dims", ())) > 1
         metrics = {}
-        if cfg.task == "colbert" and prep.eval_data is not None:
+        if cfg.task == "reranker" and prep.eval_data is not None:
+            from jaxretrieval.eval.rerank import evaluate_reranker
+
+            metrics.update(evaluate_reranker(loaded, prep.eval_data, first_stage_run(), cfg.reranker.rerank_top,
+                                             cfg.eval.batch_size))
+        elif cfg.task == "colbert" and prep.eval_data is not None:
             from jaxretrieval.eval.colbert_search import evaluate_colbert
 
             metrics.update(evaluate_colbert(loaded, prep.eval_data, cfg.eval.batch_size, progress=True))
         elif prep.eval_data is not None:
             metrics.update(evaluate_dense(loaded, prep.eval_data, cfg.eval.batch_size, progress=True,
                                           all_dims=all_dims))
-        if cfg.eval.sts and cfg.task != "colbert":
+        if cfg.eval.sts and cfg.task in ("dense", "distill"):
             metrics.update(evaluate_sts(loaded, cfg.eval.sts, cfg.eval.batch_size, all_dims, progress=True))
         value = metrics[cfg.eval.metric]
         if meta["best"] is None or value > meta["best"]["value"]:

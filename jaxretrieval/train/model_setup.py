@@ -41,11 +41,19 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
 
 
 def build_model(cfg: TrainConfig):
-    """LoadedEmbedder for the dense and distill tasks, LoadedColBERT for colbert."""
+    """LoadedEmbedder for the dense and distill tasks, LoadedColBERT for colbert, LoadedReranker for reranker."""
     if cfg.task == "colbert":
         from jaxretrieval.convert.colbert_io import load_colbert
 
         loaded = load_colbert(cfg.model.path, cfg.colbert, seed=cfg.seed)
+        _init_from(cfg, loaded.model)
+        return loaded
+    if cfg.task == "reranker":
+        from jaxretrieval.convert.reranker_io import load_reranker
+
+        r = cfg.reranker
+        loaded = load_reranker(cfg.model.path, r.max_length, r.query_format, r.doc_format, r.special_token,
+                               seed=cfg.seed)
         _init_from(cfg, loaded.model)
         return loaded
     return build_embedder(cfg)

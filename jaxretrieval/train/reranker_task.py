@@ -1,0 +1,105 @@
+"""The reranker training task: each query's group (a sampled positive first, then group_size − 1 negatives)
+tokenized as (query, document) pairs in the input pipeline, scored by the cross-encoder, and one of the ranking
+losses: listwise CE, pointwise BCE / MSE on labels, RankNet, or per-group KL to teacher scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxretrieval.config import TrainConfig
+from jaxretrieval.convert.reranker_io import LoadedReranker, PairTokenizer
+from jaxretrieval.data.rerank_data import read_rerank_data
+from jaxretrieval.data.tokenize import bucket_for, length_buckets
+from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
+from jaxretrieval.errors import InputError
+from jaxretrieval.losses.listwise import listwise_kl_loss
+from jaxretrieval.losses.ranking import listwise_ce_loss, pointwise_bce_loss, pointwise_mse_loss, ranknet_loss
+from jaxretrieval.models.reranker import CrossEncoder
+
+
+@dataclasses.dataclass
+class PairGroupSource:
+    """This process's rows of each global batch: B queries x G pairs, flattened to [B·G, L] token arrays."""
+
+    pairs: TrainPairs
+    tokenizer: PairTokenizer
+    global_batch: int
+    group_size: int
+    seed: int
+    scored: bool  # labels / teacher scores available (pos_scores, neg_scores)
+    process_index: int = 0
+    process_count: int = 1
+    _cached: tuple | None = dataclasses.field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        self.buckets = length_buckets(self.tokenizer.max_length, per_octave=1)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.pairs) // self.global_batch
+
+    def fingerprint(self) -> dict:
+        return {"examples": len(self.pairs), "docs": len(self.pairs.doc_texts), "source": self.pairs.source}
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if self._cached is None or self._cached[0] != epoch:
+            plan = epoch_plan(self.pairs, self.seed, epoch, self.group_size - 1, with_scores=self.scored)
+            self._cached = (epoch, plan)
+        rows = slice(index * self.global_batch, (index + 1) * self.global_batch)
+        q, p, n, *scores = (x[rows] for x in self._cached[1])
+        docs = np.concatenate([p[:, None], n], axis=1)  # [B, G]
+        queries = [self.pairs.query_texts[i] for i in np.repeat(q, self.group_size)]
+        texts = [self.pairs.doc_texts[i] for i in docs.reshape(-1)]
+        # the padded length follows the global batch, so every process builds the same shape
+        length = bucket_for(max(len(x) for x in self.tokenizer.encode(queries, texts)["input_ids"]), self.buckets)
+        local = self.global_batch // self.process_count
+        mine = slice(self.process_index * local, (self.process_index + 1) * local)
+        flat = slice(mine.start * self.group_size, mine.stop * self.group_size)
+        enc = self.tokenizer.batch(queries[flat], texts[flat], length)
+        g = self.group_size
+        out = {"ids": enc["ids"].reshape(local, g, length), "mask": enc["mask"].reshape(local, g, length),
+               "types": enc["types"].reshape(local, g, length)}
+        if scores:
+            out["scores"] = np.concatenate([scores[0][mine, None], scores[1][mine]], axis=1).astype(np.float32)
+        return out
+
+
+@dataclasses.dataclass
+class RerankerTask:
+    cfg: TrainConfig
+    source: PairGroupSource
+    aux: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, loaded: LoadedReranker) -> "RerankerTask":
+        r = cfg.reranker
+        pairs = read_rerank_data(cfg.data.train, r.label_min, r.label_max, cfg.data.split)
+        scored = pairs.positive_scores is not None
+        if r.loss in ("bce", "mse", "ranknet", "distill") and not scored:
+            raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores (a labeled format, or "
+                             f"pos_scores/neg_scores)", pairs.source, field="reranker.loss")
+        if len(pairs) < cfg.batch_size:
+            raise InputError(f"{len(pairs)} queries are fewer than one batch of {cfg.batch_size}", pairs.source,
+                             field="batch_size")
+        return cls(cfg, PairGroupSource(pairs, loaded.tokenizer, cfg.batch_size, r.group_size, cfg.seed,
+                                        scored and r.loss != "listwise", jax.process_index(), jax.process_count()))
+
+    def loss(self, model: CrossEncoder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        r = self.cfg.reranker
+        b, g, length = batch["ids"].shape
+        flat = lambda x: x.reshape(b * g, length)  # noqa: E731
+        scores = model(flat(batch["ids"]), flat(batch["mask"]), flat(batch["types"]), dropout_key).reshape(b, g)
+        if r.loss == "listwise":
+            return listwise_ce_loss(scores, temperature=r.temperature), {}
+        target = batch["scores"]
+        if r.loss == "distill":
+            return listwise_kl_loss(scores, target, r.temperature,
+                                    normalize_teacher=r.normalize_teacher_scores), {}
+        loss_fn = {"bce": pointwise_bce_loss, "mse": pointwise_mse_loss, "ranknet": ranknet_loss}[r.loss]
+        return loss_fn(scores, target), {}

@@ -1,0 +1,129 @@
+"""Rerankers: data formats, training with each loss, export that transformers and sentence-transformers'
+CrossEncoder load with our scores, the Qwen2 LLM reranker, teacher scoring, and two-stage evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hf_tiny import tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
+from jaxretrieval.cli import main
+from jaxretrieval.config import load_config
+from jaxretrieval.convert.export import export, load_export_source
+from jaxretrieval.data.rerank_data import read_rerank_data
+from jaxretrieval.errors import InputError
+from jaxretrieval.eval.rerank import score_pairs
+from jaxretrieval.train.loop import train
+
+QUERIES = ["the fox", "hello world", "lazy dog jumps"]
+DOCS = ["the quick brown fox jumps over the lazy dog", "hello", "world . world , hello " * 30]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rerank")
+    return root, tiny_embedder_dir(root / "bert"), tiny_pairs_jsonl(root / "pairs.jsonl", rows=12, negatives=3)
+
+
+def _cfg(out, model, data, *extra):
+    return load_config(None, [f"output_dir={out}", "task=reranker", f"model.path={model}", f"data.train={data}",
+                              "batch_size=4", "steps=3", "learning_rate=1e-3", "log_every=1", "save_every=3",
+                              "reranker.group_size=3", "reranker.max_length=48", "mesh.data=1", *extra])
+
+
+def _losses(out):
+    return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+
+
+def test_pointwise_and_grouped_formats(tmp_path):
+    point = tmp_path / "point.jsonl"
+    point.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"query": "q1", "content": "a", "label": 3}, {"query": "q1", "content": "b", "label": 1},
+        {"query": "q1", "content": "c", "label": 0}, {"query": "q2", "content": "d", "label": 2}]))
+    pairs = read_rerank_data(point, label_min=0, label_max=3)
+    assert pairs.query_texts == ["q1", "q2"] and pairs.doc_texts[:3] == ["a", "b", "c"]
+    np.testing.assert_allclose(pairs.positive_scores[0], [1.0])
+    np.testing.assert_allclose(pairs.negative_scores[0], [1 / 3, 0.0])
+    grouped = tmp_path / "grouped.jsonl"
+    grouped.write_text(json.dumps({"query": "q", "hits": [{"content": "x", "label": 1}, {"content": "y", "label": 0}]})
+                       + "\n")
+    g = read_rerank_data(grouped)
+    assert g.positives[0].tolist() == [0] and g.negatives[0].tolist() == [1]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"query": "q", "content": "x", "label": 7}) + "\n")
+    with pytest.raises(InputError, match=r"bad\.jsonl:1 \[label\]: label 7 is outside"):
+        read_rerank_data(bad, 0, 3)
+
+
+@pytest.mark.parametrize("loss", ["listwise", "distill", "ranknet", "bce", "mse"])
+def test_losses_train_and_bert_export_matches_cross_encoder(setup, tmp_path, loss):
+    root, bert, pairs = setup
+    data = pairs
+    if loss != "listwise":  # teacher scores / labels from a dense model through `jaxretrieval score`
+        data = tmp_path / "scored.jsonl"
+        assert main(["score", "--model", str(bert), "--input", str(pairs), "--out", str(data)]) == 0
+        if loss in ("bce", "mse"):  # soft labels in [0, 1]
+            records = [json.loads(x) for x in data.read_text().splitlines()]
+            for r in records:
+                r["pos_scores"] = [1.0] * len(r["pos"])
+                r["neg_scores"] = [0.2 * (i % 3) for i in range(len(r["neg"]))]
+            data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    run = tmp_path / "run"
+    train(_cfg(run, bert, data, f"reranker.loss={loss}"))
+    assert np.isfinite(_losses(run)).all()
+    if loss != "listwise":
+        return
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForSequenceClassification
+
+    out = export(run, tmp_path / "ce", fmt="cross-encoder")
+    ours = score_pairs(load_export_source(run).loaded, QUERIES, DOCS)
+    hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    ce = CrossEncoder(str(out), device="cpu", activation_fn=torch.nn.Identity())
+    theirs = ce.predict(list(zip(QUERIES, DOCS)), convert_to_numpy=True)
+    assert hf.config.num_labels == 1
+    assert np.abs(ours - theirs).max() <= 1e-4, (ours, theirs)
+
+
+def test_llm_reranker_trains_exports_and_matches_transformers(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    qwen = tiny_family(tmp_path / "qwen", "qwen2", seed=4)
+    data = tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=4, negatives=2)
+    run = tmp_path / "run"
+    train(_cfg(run, qwen, data, "steps=12", "learning_rate=3e-3", "reranker.special_token= yes",
+               "reranker.query_format=query: {} ", "reranker.doc_format=document: {}"))
+    losses = _losses(run)
+    assert losses[-1] < losses[0] * 0.7, losses  # one fixed batch (4 queries, all their candidates)
+    out = export(run, tmp_path / "llm", fmt="cross-encoder")
+    loaded = load_export_source(run).loaded
+    ours = score_pairs(loaded, QUERIES, DOCS)
+    hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    tok = AutoTokenizer.from_pretrained(str(out))
+    texts = [f"query: {q} document: {d} yes" for q, d in zip(QUERIES, DOCS)]
+    enc = tok(texts, truncation=True, max_length=48, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        theirs = hf(**enc).logits[:, 0].numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4, (ours, theirs)
+
+
+def test_two_stage_eval_and_bad_requests(setup, tmp_path):
+    root, bert, pairs = setup
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = [f"{w} fox dog" for w in ["quick", "brown", "lazy", "hello", "world", "over"]]
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": t}) + "\n"
+                                               for i, t in enumerate(docs)))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n"
+                                                for i, t in enumerate(["quick", "lazy dog"])))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td2\t1\n")
+    run = tmp_path / "run"
+    train(_cfg(run, bert, pairs, "steps=2", f"eval.data={beir}", f"reranker.first_stage={bert}",
+               "reranker.rerank_top=4"))
+    record = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "eval/ndcg@10" in x][-1]
+    assert "eval/first_stage/ndcg@10" in record and record["eval/rerank_top"] == 4
+    with pytest.raises(InputError, match=r"\[reranker.first_stage\]"):
+        train(_cfg(tmp_path / "x", bert, pairs, f"eval.data={beir}"))
+    with pytest.raises(InputError, match=r"\[format\]"):
+        export(run, tmp_path / "y", fmt="sentence-transformers")
