@@ -69,7 +69,7 @@ class LoadedReranker:
 
 
 def load_reranker(path: str | os.PathLike, max_length: int = 512, query_format: str = "{}", doc_format: str = "{}",
-                  special_token: str = "", seed: int = 0) -> LoadedReranker:
+                  special_token: str = "", seed: int = 0, dtype=None) -> LoadedReranker:
     """From a *ForSequenceClassification directory (its head), or any encoder directory (BERT's pretrained pooler
     when present, new classifier)."""
     import flax.nnx as nnx
@@ -80,7 +80,7 @@ def load_reranker(path: str | os.PathLike, max_length: int = 512, query_format: 
     family = family_of(hf_config, root / "config.json")
     if family.name not in HEAD_KINDS:
         raise InputError(f"no reranker head for model_type {family.name!r}", root / "config.json", field="model_type")
-    encoder, _ = load_hf_encoder(root)
+    encoder, _ = load_hf_encoder(root) if dtype is None else load_hf_encoder(root, dtype=dtype)
     model = CrossEncoder(encoder, family.name, float(hf_config.get("hidden_dropout_prob", 0.1) or 0.0),
                          rngs=nnx.Rngs(seed))
     tensors = read_hf_weights(root)

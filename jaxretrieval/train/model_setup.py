@@ -52,8 +52,9 @@ def build_model(cfg: TrainConfig):
         from jaxretrieval.convert.reranker_io import load_reranker
 
         r = cfg.reranker
+        dtype = jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
         loaded = load_reranker(cfg.model.path, r.max_length, r.query_format, r.doc_format, r.special_token,
-                               seed=cfg.seed)
+                               seed=cfg.seed, dtype=dtype)
         _init_from(cfg, loaded.model)
         return loaded
     return build_embedder(cfg)
