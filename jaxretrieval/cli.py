@@ -134,10 +134,21 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def maybe_initialize_distributed() -> None:
+    """Multi-host runs: every process calls jax.distributed.initialize() before touching devices. On TPU VMs it
+    needs no arguments; elsewhere it reads JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
+    Opt in with JAXRETRIEVAL_DISTRIBUTED=1 (launch/tpu_pod.sh sets it) or by setting the coordinator address."""
+    if os.environ.get("JAXRETRIEVAL_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        import jax
+
+        jax.distributed.initialize()
+
+
 def cmd_train(args) -> int:
     from jaxretrieval.config import load_config
     from jaxretrieval.train.loop import train
 
+    maybe_initialize_distributed()
     cfg = load_config(args.config, args.overrides)
     summary = train(cfg)
     history = summary["eval_history"]
