@@ -144,6 +144,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate only at the end (when eval.data is set)
     log_every: int = 10  # each logged step waits for the device; keep it sparse on accelerators
     keep_checkpoints: int = 2
+    grad_cache_chunk: int = 0  # > 0: GradCache with this many rows per chunk (memory flat in the batch size)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
@@ -192,6 +193,8 @@ class TrainConfig:
             (self.task != "distill" or bool(self.distill.teacher_vectors) != bool(self.distill.teachers),
              "distill.teacher_vectors", "or distill.teachers (exactly one) must be set for task distill"),
             (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),
+            (self.grad_cache_chunk >= 0 and (not self.grad_cache_chunk or self.batch_size % self.grad_cache_chunk == 0),
+             "grad_cache_chunk", "must be >= 0 and divide batch_size"),
         ]
         for ok, key, message in checks:
             if not ok:

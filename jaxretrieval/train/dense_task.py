@@ -68,3 +68,19 @@ class DenseTask:
 
     def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
         return dense_contrastive_loss(model, batch, dropout_key, self.cfg.loss), {}
+
+    # GradCache (train/grad_cache.py): the same loss, split into per-stream encoding and a loss on representations
+    def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
+        length = batch["pos_ids"].shape[-1]
+        return {"query": {"ids": batch["query_ids"], "mask": batch["query_mask"]},
+                "doc": {"ids": jnp.concatenate([batch["pos_ids"], batch["neg_ids"].reshape(-1, length)]),
+                        "mask": jnp.concatenate([batch["pos_mask"], batch["neg_mask"].reshape(-1, length)])}}
+
+    @staticmethod
+    def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
+        return model(inputs["ids"], inputs["mask"], dropout_key=key)
+
+    def loss_from_reps(self, reps: dict[str, jax.Array], batch) -> tuple[jax.Array, dict]:
+        text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
+        c = self.cfg.loss
+        return infonce_loss(reps["query"], reps["doc"], text_ids, c.temperature, c.symmetric, batch["query_text"]), {}

@@ -29,6 +29,7 @@ from jaxretrieval.eval.sts import evaluate_sts
 from jaxretrieval.models.params import flat_params
 from jaxretrieval.train.checkpoint import Checkpoints
 from jaxretrieval.train.dense_task import DenseTask
+from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
 from jaxretrieval.train.distill_task import DistillTask
 from jaxretrieval.train.colbert_task import ColBERTTask
 from jaxretrieval.train.reranker_task import RerankerTask
@@ -77,6 +78,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
     loaded = build_model(cfg)
     _check_eval_metric(cfg, getattr(loaded.model, "dims", ()))
     task = TASKS[cfg.task].build(cfg, loaded)
+    if cfg.grad_cache_chunk and not hasattr(task, "streams"):
+        raise InputError(f"grad_cache_chunk is not supported by task {cfg.task} yet (dense only)", "config",
+                         field="grad_cache_chunk")
     total = cfg.steps or int(cfg.epochs * task.source.steps_per_epoch)
     if total <= 0:
         raise InputError("no steps to run (set steps or epochs)", "config", field="steps")
@@ -94,7 +98,13 @@ def make_train_step(graphdef, tx, schedule, cfg: TrainConfig, task, state_shardi
         def loss_of(params):
             return task.loss(nnx.merge(graphdef, params, state["frozen"]), batch, aux, key)
 
-        (loss, task_metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+        if cfg.grad_cache_chunk:
+            encode = lambda p, name, inputs, k: task.encode(nnx.merge(graphdef, p, state["frozen"]), name, inputs, k)  # noqa: E731
+            (loss, task_metrics), grads = grad_cache_value_and_grad(
+                encode, lambda reps: task.loss_from_reps(reps, batch), state["params"], task.streams(batch),
+                cfg.grad_cache_chunk, key)
+        else:
+            (loss, task_metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(step),
