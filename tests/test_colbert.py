@@ -136,3 +136,16 @@ q = m.encode(json.loads(sys.argv[2]), is_query=True, convert_to_numpy=True)
 d = m.encode(json.loads(sys.argv[3]), is_query=False, convert_to_numpy=True)
 print(json.dumps({"q": [x.tolist() for x in q], "d": [x.tolist() for x in d]}))
 """
+
+
+def test_grad_cache_matches_the_plain_step(setup, tmp_path):
+    from jaxretrieval.models.params import flat_params
+
+    model, data, _ = setup
+    for name, extra in (("plain", []), ("cached", ["grad_cache_chunk=4"])):
+        train(_cfg(tmp_path / name, model, data, "model.dropout=false", "steps=2", *extra))
+    np.testing.assert_allclose(_losses(tmp_path / "plain"), _losses(tmp_path / "cached"), atol=1e-5)
+    pa = flat_params(load_export_source(tmp_path / "plain").loaded.model)
+    pb = flat_params(load_export_source(tmp_path / "cached").loaded.model)
+    for k in pa:
+        np.testing.assert_allclose(pa[k], pb[k], atol=1e-5, err_msg=k)

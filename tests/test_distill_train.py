@@ -138,3 +138,18 @@ def test_layer_slice_pattern_trains_only_the_last_layer_and_head(setup, tmp_path
     after = flat_params(load_export_source(out).loaded.model)
     changed = {k for k in before if not np.array_equal(before[k], after[k])}
     assert changed and all(k.startswith("encoder.layers.1.") for k in changed)  # 2 layers: only the last moved
+
+
+def test_grad_cache_matches_the_plain_step(setup, tmp_path):
+    _, student, _, texts, vectors = setup
+    runs = {}
+    for name, extra in (("plain", []), ("cached", ["grad_cache_chunk=4"])):
+        runs[name] = tmp_path / name
+        train(_cfg(runs[name], student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
+                   "model.matryoshka_dims=[12]", "model.dropout=false", "steps=2", *extra))
+    a, b = _metrics(runs["plain"]), _metrics(runs["cached"])
+    np.testing.assert_allclose([m["loss"] for m in a], [m["loss"] for m in b], atol=1e-5)
+    pa = flat_params(load_export_source(runs["plain"]).loaded.model)
+    pb = flat_params(load_export_source(runs["cached"]).loaded.model)
+    for k in pa:
+        np.testing.assert_allclose(pa[k], pb[k], atol=1e-5, err_msg=k)

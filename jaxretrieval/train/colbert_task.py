@@ -53,21 +53,32 @@ class ColBERTTask:
         tok = loaded.tokenizer
         return cls(cfg, colbert_source(cfg, loaded), tok.attend_to_expansion_tokens, tok.skiplist_ids)
 
-    def _encode(self, model: ColBERT, batch, key):
-        q_key, d_key = (None, None) if key is None else jax.random.split(key)
+    # The loss is written as streams → representations → loss, which is also the GradCache interface.
+    def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
         real = batch["query_mask"]
         attention = jnp.ones_like(real) if self.attend_to_expansion else real
-        q, q_mask = model(batch["query_ids"], attention, jnp.ones_like(real), dropout_key=q_key)
         length = batch["pos_ids"].shape[-1]
         ids = jnp.concatenate([batch["pos_ids"], batch["neg_ids"].reshape(-1, length)])
         mask = jnp.concatenate([batch["pos_mask"], batch["neg_mask"].reshape(-1, length)])
         keep = mask * ~jnp.isin(ids, jnp.asarray(self.skiplist, jnp.int32)) if self.skiplist else mask
-        d, d_mask = model(ids, mask, keep, dropout_key=d_key)
-        return q, q_mask, d, d_mask
+        return {"query": {"ids": batch["query_ids"], "attention": attention, "vectors": jnp.ones_like(real)},
+                "doc": {"ids": ids, "attention": mask, "vectors": keep}}
+
+    @staticmethod
+    def encode(model: ColBERT, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
+        return model(inputs["ids"], inputs["attention"], inputs["vectors"], dropout_key=key)[0]
 
     def loss(self, model: ColBERT, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        streams = self.streams(batch)
+        keys = [None, None] if dropout_key is None else list(jax.random.split(dropout_key))
+        reps = {name: self.encode(model, name, inputs, k) for (name, inputs), k in zip(streams.items(), keys)}
+        return self.loss_from_reps(reps, batch, aux)
+
+    def loss_from_reps(self, reps, batch, aux=None) -> tuple[jax.Array, dict[str, jax.Array]]:
         c = self.cfg.colbert
-        q, q_mask, d, d_mask = self._encode(model, batch, dropout_key)
+        masks = self.streams(batch)
+        q, q_mask = reps["query"], masks["query"]["vectors"]
+        d, d_mask = reps["doc"], masks["doc"]["vectors"]
         if c.loss == "contrastive":
             scores = maxsim_scores(q, q_mask, d, d_mask, c.reduce, c.doc_chunk)  # [B, B(1 + N)]
             ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])

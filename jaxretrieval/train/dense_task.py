@@ -80,7 +80,7 @@ class DenseTask:
     def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
         return model(inputs["ids"], inputs["mask"], dropout_key=key)
 
-    def loss_from_reps(self, reps: dict[str, jax.Array], batch) -> tuple[jax.Array, dict]:
+    def loss_from_reps(self, reps: dict[str, jax.Array], batch, aux=None) -> tuple[jax.Array, dict]:
         text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
         c = self.cfg.loss
         return infonce_loss(reps["query"], reps["doc"], text_ids, c.temperature, c.symmetric, batch["query_text"]), {}

@@ -95,6 +95,7 @@ class DistillTask:
     aux: dict[str, Any]  # {"teacher0": params, ...} for online teachers
     teacher_graphdefs: list[Any]
     matryoshka_dims: tuple[int, ...]
+    main_dim: int
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DistillTask":
@@ -128,11 +129,24 @@ class DistillTask:
                              field="model.head_dim")
         source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
                                  cfg.data.group_by_length, jax.process_index(), jax.process_count())
-        return cls(cfg, source, aux, graphdefs, tuple(loaded.model.spec.matryoshka_dims))
+        return cls(cfg, source, aux, graphdefs, tuple(loaded.model.spec.matryoshka_dims), loaded.model.dim)
 
     def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return self.loss_from_reps({"text": model.embed_all(batch["ids"], batch["mask"], dropout_key=dropout_key)},
+                                   batch, aux)
+
+    # GradCache (train/grad_cache.py): one stream of texts; representations are {dim: vectors}
+    def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
+        return {"text": {"ids": batch["ids"], "mask": batch["mask"]}}
+
+    @staticmethod
+    def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> dict[int, jax.Array]:
+        return model.embed_all(inputs["ids"], inputs["mask"], dropout_key=key)
+
+    def loss_from_reps(self, reps, batch, aux=None) -> tuple[jax.Array, dict[str, jax.Array]]:
         d = self.cfg.distill
-        outs = model.embed_all(batch["ids"], batch["mask"], dropout_key=dropout_key)
+        outs = reps["text"]
+        main = self.main_dim
         if "teacher" in batch:
             target = teacher_target([batch["teacher"]])
         else:
@@ -142,7 +156,7 @@ class DistillTask:
         weights = dict(cosine_weight=d.cosine_weight, similarity_weight=d.similarity_weight,
                        relative_weight=d.relative_weight, l2_weight=d.l2_weight, margin=d.margin,
                        chunk=d.relative_chunk)
-        total, terms = stella_loss(outs[model.dim], target, full_dimension=True, **weights)
+        total, terms = stella_loss(outs[main], target, full_dimension=True, **weights)
         metrics = dict(terms)
         for dim in self.matryoshka_dims:
             part, part_terms = stella_loss(outs[dim], target, full_dimension=False, **weights)

@@ -29,7 +29,8 @@ def _chunks(x: jax.Array, size: int) -> jax.Array:
 def grad_cache_value_and_grad(encode: Encode, loss_from_reps: Callable[[dict[str, jax.Array]], tuple],
                               params: Any, streams: dict[str, dict[str, jax.Array]], chunk: int,
                               key: jax.Array | None = None) -> tuple[tuple, Any]:
-    """encode(params, stream name, inputs chunk {name: [chunk, ...]}, key) → representations [chunk, ...];
+    """encode(params, stream name, inputs chunk {name: [chunk, ...]}, key) → representations (an array or a
+    pytree of float arrays, leading dim chunk);
     streams: {name: {input name: [N, ...]}}; loss_from_reps(reps) → (loss, aux). Returns ((loss, aux), grads)."""
     keys = {name: None if key is None else jax.random.fold_in(key, i) for i, name in enumerate(streams)}
     chunked = {name: {k: _chunks(v, chunk) for k, v in inputs.items()} for name, inputs in streams.items()}
@@ -41,7 +42,7 @@ def grad_cache_value_and_grad(encode: Encode, loss_from_reps: Callable[[dict[str
         n = next(iter(chunked[name].values())).shape[0]
         reps = jax.lax.map(lambda args: encode(jax.lax.stop_gradient(params), name, args[0], chunk_key(name, args[1])),
                            (chunked[name], jnp.arange(n)))
-        return reps.reshape(n * chunk, *reps.shape[2:])
+        return jax.tree.map(lambda r: r.reshape(n * chunk, *r.shape[2:]), reps)
 
     reps = {name: forward(name) for name in streams}
     (loss, aux), rep_grads = jax.value_and_grad(loss_from_reps, has_aux=True)(reps)
@@ -49,7 +50,7 @@ def grad_cache_value_and_grad(encode: Encode, loss_from_reps: Callable[[dict[str
     grads = jax.tree.map(jnp.zeros_like, params)
     for name in streams:
         n = next(iter(chunked[name].values())).shape[0]
-        g_chunks = _chunks(rep_grads[name], chunk)
+        g_chunks = jax.tree.map(lambda g: _chunks(g, chunk), rep_grads[name])
 
         def body(acc, args, name=name):
             inputs, g, index = args

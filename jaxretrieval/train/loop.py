@@ -79,7 +79,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
     _check_eval_metric(cfg, getattr(loaded.model, "dims", ()))
     task = TASKS[cfg.task].build(cfg, loaded)
     if cfg.grad_cache_chunk and not hasattr(task, "streams"):
-        raise InputError(f"grad_cache_chunk is not supported by task {cfg.task} yet (dense only)", "config",
+        raise InputError(f"grad_cache_chunk is not supported by task {cfg.task} yet", "config",
                          field="grad_cache_chunk")
     total = cfg.steps or int(cfg.epochs * task.source.steps_per_epoch)
     if total <= 0:
@@ -101,7 +101,7 @@ def make_train_step(graphdef, tx, schedule, cfg: TrainConfig, task, state_shardi
         if cfg.grad_cache_chunk:
             encode = lambda p, name, inputs, k: task.encode(nnx.merge(graphdef, p, state["frozen"]), name, inputs, k)  # noqa: E731
             (loss, task_metrics), grads = grad_cache_value_and_grad(
-                encode, lambda reps: task.loss_from_reps(reps, batch), state["params"], task.streams(batch),
+                encode, lambda reps: task.loss_from_reps(reps, batch, aux), state["params"], task.streams(batch),
                 cfg.grad_cache_chunk, key)
         else:
             (loss, task_metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
