@@ -130,3 +130,26 @@ def test_grad_cache_matches_the_plain_step(tmp_path, setup):
     pa, pb = _final_params(plain), _final_params(cached)
     for k in pa:
         np.testing.assert_allclose(pa[k], pb[k], atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("mesh", [("mesh.data=1", "mesh.fsdp=8"), ("mesh.data=2", "mesh.fsdp=4")],
+                         ids=["fsdp8", "data2xfsdp4"])
+def test_fsdp_meshes_match_data_parallel_and_shard_parameters(tmp_path, setup, mesh):
+    from jaxretrieval.config import load_config as load
+    from jaxretrieval.train.loop import init_train_state, prepare
+
+    model, data = setup
+    train(_cfg(tmp_path / "dp", model, data, "steps=3"))
+    train(_cfg(tmp_path / "fsdp", model, data, "steps=3", *mesh))
+    np.testing.assert_allclose([m["loss"] for m in _metrics(tmp_path / "dp")],
+                               [m["loss"] for m in _metrics(tmp_path / "fsdp")], atol=1e-5)
+    prep = prepare(load(None, [f"output_dir={tmp_path / 'x'}", f"model.path={model}", f"data.train={data}",
+                               "batch_size=8", *mesh]))
+    _, state, _, _, _ = init_train_state(prep)
+    kernel = state["params"]["encoder"]["layers"][0]["query"]["kernel"]
+    fsdp = int(mesh[1].split("=")[1])
+    assert kernel.sharding.spec[0] == "fsdp" and len(kernel.addressable_shards) == 8
+    assert kernel.addressable_shards[0].data.shape[0] == kernel.shape[0] // fsdp  # really split, not replicated
+    adam_mu = jax.tree.leaves(state["opt_state"])
+    assert any(getattr(x, "sharding", None) is not None and x.ndim == 2 and x.sharding.spec[0] == "fsdp"
+               for x in adam_mu)  # optimizer moments follow the parameter sharding
