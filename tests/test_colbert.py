@@ -112,20 +112,22 @@ def test_search_matches_brute_force_and_export_round_trips(setup, tmp_path):
     np.testing.assert_allclose(d[0].astype(np.float32), d2[0].astype(np.float32), atol=2e-3)
     if not PYLATE_PYTHON.exists():
         pytest.skip(f"no PyLate interpreter at {PYLATE_PYTHON} (set PYLATE_PYTHON) for the cross-library check")
-    ours = {"q": [v.tolist() for v in np.split(np.asarray(encode_token_vectors(again, queries, "query")[0],
-                                                          np.float32), q[1][1:-1])],
-            "d": [v.tolist() for v in np.split(np.asarray(encode_token_vectors(again, docs, "doc")[0], np.float32),
-                                               d[1][1:-1])]}
+    f32 = lambda texts, kind: encode_token_vectors(again, texts, kind, dtype=np.float32)[0]  # noqa: E731
+    ours = {"q": [v.tolist() for v in np.split(f32(queries, "query"), q[1][1:-1])],
+            "d": [v.tolist() for v in np.split(f32(docs, "doc"), d[1][1:-1])]}
     script = tmp_path / "pylate_check.py"
     script.write_text(PYLATE_CHECK)
     result = subprocess.run([str(PYLATE_PYTHON), str(script), str(out), json.dumps(queries), json.dumps(docs)],
                             capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    worst = 0.0
     for kind in ("q", "d"):
         for a, b in zip(ours[kind], theirs[kind]):
             assert np.shape(a) == np.shape(b)
-            assert np.abs(np.array(a) - np.array(b)).max() <= 1e-3  # ours stored as float16
+            worst = max(worst, float(np.abs(np.array(a) - np.array(b)).max()))
+    print(f"PyLate token vectors vs ours: max abs diff {worst:.2e}")
+    assert worst <= 1e-4
 
 
 PYLATE_CHECK = """

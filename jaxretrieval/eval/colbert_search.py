@@ -27,8 +27,9 @@ def _token_vectors(graphdef, state, ids, attention, vectors):
 
 
 def encode_token_vectors(loaded: LoadedColBERT, texts: Sequence[str], kind: str, batch_size: int = 32,
-                         progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(float16[total vectors, dim], int64 offsets[len(texts) + 1]): text i's vectors are rows
+                         progress: bool = False, dtype=np.float16) -> tuple[np.ndarray, np.ndarray]:
+    """(dtype[total vectors, dim] (float16: half the index memory), int64 offsets[len(texts) + 1]): text i's
+    vectors are rows
     offsets[i]:offsets[i + 1] (documents: real, non-skiplisted tokens; queries: all query_length positions)."""
     from tqdm import tqdm
 
@@ -48,13 +49,13 @@ def encode_token_vectors(loaded: LoadedColBERT, texts: Sequence[str], kind: str,
             padded[k][:len(rows), :v.shape[1]] = v
         vecs, mask = _token_vectors(graphdef, state, *(jnp.asarray(padded[k]) for k in ("ids", "attention",
                                                                                        "vectors")))
-        vecs, mask = np.asarray(vecs, np.float16), np.asarray(mask).astype(bool)
+        vecs, mask = np.asarray(vecs, dtype), np.asarray(mask).astype(bool)
         for r, i in enumerate(rows):
             per_text[i] = vecs[r][mask[r]]
         bar.update(len(rows))
     bar.close()
     counts = np.array([len(v) for v in per_text], np.int64)
-    flat = np.concatenate(per_text) if per_text else np.zeros((0, loaded.model.dim), np.float16)
+    flat = np.concatenate(per_text) if per_text else np.zeros((0, loaded.model.dim), dtype)
     return flat, np.concatenate([[0], np.cumsum(counts)])
 
 
