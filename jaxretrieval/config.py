@@ -43,7 +43,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class LossConfig:
-    name: str = "infonce"
+    name: str = "infonce"  # infonce | kl (dense task: per-query KL to the file's pos_scores/neg_scores)
     temperature: float = 0.05
     symmetric: bool = False
 
@@ -167,7 +167,9 @@ class TrainConfig:
             (self.save_every >= 0, "save_every", "must be >= 0"),
             (self.eval_every >= 0, "eval_every", "must be >= 0"),
             (self.data.num_negatives >= 0, "data.num_negatives", "must be >= 0"),
-            (self.loss.name in ("infonce",), "loss.name", "must be one of: infonce"),
+            (self.loss.name in ("infonce", "kl"), "loss.name", "must be infonce or kl"),
+            (self.loss.name != "kl" or self.data.num_negatives > 0, "data.num_negatives",
+             "must be > 0 for loss.name kl (the group each query is distilled over)"),
             (self.loss.temperature > 0, "loss.temperature", "must be positive"),
             (self.optimizer.schedule in ("linear", "cosine", "constant"), "optimizer.schedule",
              "must be linear, cosine or constant"),

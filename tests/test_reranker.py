@@ -127,3 +127,22 @@ def test_two_stage_eval_and_bad_requests(setup, tmp_path):
         train(_cfg(tmp_path / "x", bert, pairs, f"eval.data={beir}"))
     with pytest.raises(InputError, match=r"\[format\]"):
         export(run, tmp_path / "y", fmt="sentence-transformers")
+
+
+def test_reranker_scores_distill_into_a_dense_model(setup, tmp_path):
+    """`jaxretrieval score` with a reranker, then the dense task's per-query KL (loss.name=kl)."""
+    root, bert, pairs = setup
+    run = tmp_path / "ce"
+    train(_cfg(run, bert, pairs, "steps=1"))
+    scored = tmp_path / "scored.jsonl"
+    assert main(["score", "--model", str(run), "--input", str(pairs), "--out", str(scored)]) == 0
+    record = json.loads(scored.read_text().splitlines()[0])
+    assert len(record["pos_scores"]) == len(record["pos"]) and len(record["neg_scores"]) == len(record["neg"])
+    dense = tmp_path / "dense"
+    train(load_config(None, [f"output_dir={dense}", f"model.path={bert}", f"data.train={scored}", "batch_size=4",
+                             "steps=3", "loss.name=kl", "loss.temperature=0.05", "data.num_negatives=2",
+                             "log_every=1", "learning_rate=1e-3", "mesh.data=1"]))
+    assert np.isfinite(_losses(dense)).all()
+    with pytest.raises(InputError, match="pos_scores"):
+        train(load_config(None, [f"output_dir={tmp_path / 'x'}", f"model.path={bert}", f"data.train={pairs}",
+                                 "batch_size=4", "steps=1", "loss.name=kl", "data.num_negatives=2", "mesh.data=1"]))

@@ -20,6 +20,7 @@ from jaxretrieval.data.prepared import is_prepared, prepared_batch_source
 from jaxretrieval.data.train_pairs import read_train_pairs
 from jaxretrieval.errors import InputError
 from jaxretrieval.losses.contrastive import infonce_loss
+from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.models.embedder import Embedder
 
 
@@ -52,8 +53,11 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
     queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
                                per_octave)
     docs = TokenTable.build(tok, pairs.doc_texts, "doc", min(cfg.model.max_doc_length, tok.max_length), per_octave)
+    if cfg.loss.name == "kl" and pairs.positive_scores is None:
+        raise InputError("loss.name kl needs pos_scores and neg_scores in every record (jaxretrieval score adds "
+                         "them)", pairs.source, field="pos_scores")
     return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
-                            jax.process_index(), jax.process_count())
+                            jax.process_index(), jax.process_count(), with_scores=cfg.loss.name == "kl")
 
 
 @dataclasses.dataclass
@@ -67,6 +71,11 @@ class DenseTask:
         return cls(cfg, make_dense_source(cfg, loaded))
 
     def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        if self.cfg.loss.name == "kl":
+            keys = [None, None] if dropout_key is None else list(jax.random.split(dropout_key))
+            reps = {name: self.encode(model, name, inputs, k)
+                    for (name, inputs), k in zip(self.streams(batch).items(), keys)}
+            return self.loss_from_reps(reps, batch, aux)
         return dense_contrastive_loss(model, batch, dropout_key, self.cfg.loss), {}
 
     # GradCache (train/grad_cache.py): the same loss, split into per-stream encoding and a loss on representations
@@ -81,6 +90,13 @@ class DenseTask:
         return model(inputs["ids"], inputs["mask"], dropout_key=key)
 
     def loss_from_reps(self, reps: dict[str, jax.Array], batch, aux=None) -> tuple[jax.Array, dict]:
-        text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
         c = self.cfg.loss
+        if c.name == "kl":  # distillation of teacher scores over each query's own [positive, negatives]
+            q, d = reps["query"], reps["doc"]
+            b, n = batch["neg_doc"].shape
+            group = jnp.concatenate([d[:b, None], d[b:].reshape(b, n, -1)], axis=1)  # [B, 1 + N, D]
+            student = jnp.einsum("bd,bgd->bg", q, group) / c.temperature
+            teacher = jnp.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], axis=1)
+            return listwise_kl_loss(student, teacher), {}
+        text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
         return infonce_loss(reps["query"], reps["doc"], text_ids, c.temperature, c.symmetric, batch["query_text"]), {}
