@@ -141,7 +141,12 @@ def maybe_initialize_distributed() -> None:
     if os.environ.get("JAXRETRIEVAL_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         import jax
 
-        jax.distributed.initialize()
+        kwargs = {}  # jax reads the coordinator address from the environment, but not these two
+        if os.environ.get("JAX_NUM_PROCESSES"):
+            kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
+        if os.environ.get("JAX_PROCESS_ID"):
+            kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
+        jax.distributed.initialize(**kwargs)
 
 
 def cmd_train(args) -> int:
