@@ -8,3 +8,16 @@ run() {
   fi
 }
 die() { echo "$(basename "$0"): $*" >&2; exit 2; }
+
+# gpu.sh / local.sh: [--dry-run] CONFIG [key=value ...] → a .venv with the given pip installs, then train.
+venv_and_train() {
+  local pkgs=("$@"); set -- "${ARGS[@]}"
+  DRY_RUN=0
+  [ "${1:-}" = "--dry-run" ] && { DRY_RUN=1; shift; }
+  [ $# -ge 1 ] || die "missing CONFIG"
+  cd "$(dirname "$0")/.."
+  [ -x .venv/bin/python ] || run python3 -m venv .venv
+  local p words
+  for p in "${pkgs[@]}"; do read -ra words <<< "$p"; run .venv/bin/pip install -q "${words[@]}"; done
+  run .venv/bin/jaxretrieval train "$@"
+}

@@ -5,10 +5,5 @@
 #   launch/local.sh [--dry-run] CONFIG [key=value ...]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-DRY_RUN=0
-[ "${1:-}" = "--dry-run" ] && { DRY_RUN=1; shift; }
-[ $# -ge 1 ] || die "missing CONFIG"
-cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || run python3 -m venv .venv
-run .venv/bin/pip install -q -e .
-run .venv/bin/jaxretrieval train "$@"
+ARGS=("$@")
+venv_and_train '-e .'
