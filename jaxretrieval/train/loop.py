@@ -46,8 +46,8 @@ class Prepared:
     """Everything built and validated before the first step."""
 
     cfg: TrainConfig
-    loaded: LoadedEmbedder  # or LoadedColBERT
-    task: Any  # DenseTask | DistillTask: .source, .aux, .loss(model, batch, aux, key)
+    loaded: LoadedEmbedder  # or LoadedColBERT, LoadedReranker (see model_setup.build_model)
+    task: Any  # one of TASKS: .source, .aux, .loss(model, batch, aux, key)
     total_steps: int
     mesh: jax.sharding.Mesh
     eval_data: Any
