@@ -21,7 +21,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(MINILM))
     ap.add_argument("--data", default=str(SCIFACT))
-    ap.add_argument("--out", default="runs/st_scifact")
+    ap.add_argument("--out", default="runs/st_scifact", help="where the trained model is saved")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -64,6 +64,7 @@ def main():
         sched.step()
         print(f"step {step + 1}/{steps} loss {loss.item():.4f}", file=sys.stderr, flush=True)
     train_s = time.perf_counter() - t0
+    model.save(args.out)  # the trained model, for inspecting or re-evaluating with `jaxretrieval eval`
     model.eval()
     metrics = evaluate_st(model, load_beir(args.data, "test"))
     metrics.update(engine="sentence-transformers", train_seconds=train_s, steps=steps,
