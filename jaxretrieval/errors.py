@@ -23,3 +23,9 @@ class InputError(ValueError):
         if field is not None:
             where = f"{where} [{field}]" if where else f"[{field}]"
         super().__init__(f"{where}: {message}" if where else message)
+
+
+def require_one_batch(count: int, batch_size: int, what: str, source) -> None:
+    """Every task's first input check: at least one global batch of examples (drop-remainder epochs)."""
+    if count < batch_size:
+        raise InputError(f"{count} {what} are fewer than one batch of {batch_size}", source, field="batch_size")

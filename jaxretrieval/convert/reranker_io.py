@@ -49,7 +49,11 @@ class PairTokenizer:
     def batch(self, queries: list[str], docs: list[str], length: int | None = None,
               rows: int | None = None) -> dict[str, np.ndarray]:
         """Right-padded int32 arrays ids / mask / types [rows, length] (defaults: the pairs' count and longest)."""
-        enc = self.encode(queries, docs)
+        return self.pad(self.encode(queries, docs), length, rows)
+
+    def pad(self, enc: dict[str, list[list[int]]], length: int | None = None,
+            rows: int | None = None) -> dict[str, np.ndarray]:
+        """`batch` for pairs already run through `encode` (callers that needed the lengths first)."""
         ids, types = enc["input_ids"], enc["token_type_ids"]
         length = length or max(len(x) for x in ids)
         rows = rows or len(ids)

@@ -90,7 +90,10 @@ class ColBERTTokenizer:
     def encode_batch(self, texts: list[str], kind: str) -> dict[str, np.ndarray]:
         """Padded arrays for inference: ids, attention mask and vector mask, int32[B, L] (queries: L =
         query_length; documents: the longest in the batch)."""
-        ids = self._ids(list(texts), kind)
+        return self.pad_ids(self._ids(list(texts), kind), kind)
+
+    def pad_ids(self, ids: list[list[int]], kind: str) -> dict[str, np.ndarray]:
+        """`encode_batch` for token ids already made by `_ids`."""
         length = self.query_length if kind == "query" else max(len(x) for x in ids)
         pad = self.expansion_id if kind == "query" else self.text.pad_id
         out = np.full((len(ids), length), pad, np.int32)

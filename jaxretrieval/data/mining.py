@@ -10,7 +10,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from jaxretrieval.convert.st_import import LoadedEmbedder
 from jaxretrieval.data.train_pairs import read_train_pairs

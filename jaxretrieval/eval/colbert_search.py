@@ -36,13 +36,14 @@ def encode_token_vectors(loaded: LoadedColBERT, texts: Sequence[str], kind: str,
     tok = loaded.tokenizer
     graphdef, state = nnx.split(loaded.model)
     per_text: list[np.ndarray | None] = [None] * len(texts)
-    lengths = [len(x) for x in tok._ids(list(texts), kind)]
+    token_ids = tok._ids(list(texts), kind)  # tokenized once: lengths for sorting, then batches
+    lengths = [len(x) for x in token_ids]
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     buckets = length_buckets(tok.doc_length if kind == "doc" else tok.query_length)
     bar = tqdm(total=len(texts), desc=f"colbert {kind}s", unit="text", file=sys.stderr, disable=not progress)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        enc = tok.encode_batch([texts[i] for i in rows], kind)
+        enc = tok.pad_ids([token_ids[i] for i in rows], kind)
         width = enc["ids"].shape[1] if kind == "query" else bucket_for(enc["ids"].shape[1], buckets)
         padded = {k: np.zeros((batch_size, width), np.int32) for k in enc}
         for k, v in enc.items():

@@ -31,14 +31,15 @@ def score_pairs(loaded: LoadedReranker, queries: list[str], docs: list[str], bat
 
     graphdef, state = nnx.split(loaded.model)
     tok = loaded.tokenizer
-    lengths = [len(x) for x in tok.encode(queries, docs)["input_ids"]]
+    encoded = tok.encode(queries, docs)
+    lengths = [len(x) for x in encoded["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     buckets = length_buckets(tok.max_length)
     out = np.zeros(len(queries), np.float32)
     for start in tqdm(range(0, len(order), batch_size), desc="rerank", disable=not progress):
         rows = order[start:start + batch_size]
         length = bucket_for(max(lengths[i] for i in rows), buckets)
-        enc = tok.batch([queries[i] for i in rows], [docs[i] for i in rows], length, rows=batch_size)
+        enc = tok.pad({k: [v[i] for i in rows] for k, v in encoded.items()}, length, rows=batch_size)
         s = _scores(graphdef, state, jnp.asarray(enc["ids"]), jnp.asarray(enc["mask"]), jnp.asarray(enc["types"]))
         out[rows] = np.asarray(s)[:len(rows)]
     return out

@@ -15,7 +15,7 @@ from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.colbert_io import LoadedColBERT
 from jaxretrieval.data.pipeline import DenseBatchSource
 from jaxretrieval.data.train_pairs import read_train_pairs
-from jaxretrieval.errors import InputError
+from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_from_scores
 from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.losses.maxsim import maxsim_dense, maxsim_scores
@@ -28,9 +28,7 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource:
     if distill and pairs.positive_scores is None:
         raise InputError("colbert.loss distill needs pos_scores and neg_scores in every record (jaxretrieval score "
                          "adds them)", pairs.source, field="pos_scores")
-    if len(pairs) < cfg.batch_size:
-        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
-                         pairs.source, field="batch_size")
+    require_one_batch(len(pairs), cfg.batch_size, "training examples", pairs.source)
     tok = loaded.tokenizer
     per_octave = cfg.data.length_buckets_per_octave
     queries, docs = tok.table(pairs.query_texts, "query", per_octave), tok.table(pairs.doc_texts, "doc", per_octave)

@@ -18,7 +18,7 @@ from jaxretrieval.convert.st_import import LoadedEmbedder
 from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 from jaxretrieval.data.prepared import is_prepared, prepared_batch_source
 from jaxretrieval.data.train_pairs import read_train_pairs
-from jaxretrieval.errors import InputError
+from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_loss
 from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.models.embedder import Embedder
@@ -46,9 +46,7 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
                                      cfg.model.max_query_length, cfg.model.max_doc_length, jax.process_index(),
                                      jax.process_count())
     pairs = read_train_pairs(cfg.data.train, cfg.data.split)
-    if len(pairs) < cfg.batch_size:
-        raise InputError(f"{len(pairs)} training examples are fewer than one batch of {cfg.batch_size}",
-                         pairs.source, field="batch_size")
+    require_one_batch(len(pairs), cfg.batch_size, "training examples", pairs.source)
     per_octave = cfg.data.length_buckets_per_octave
     queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
                                per_octave)

@@ -20,7 +20,7 @@ from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
 from jaxretrieval.data.jsonl import read_texts
 from jaxretrieval.data.pipeline import TokenTable, _pad_rows, length_grouped_order
-from jaxretrieval.errors import InputError
+from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.distill import stella_loss, teacher_target
 from jaxretrieval.models.embedder import Embedder
 
@@ -101,9 +101,7 @@ class DistillTask:
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DistillTask":
         d = cfg.distill
         texts = read_texts(cfg.data.train)
-        if len(texts) < cfg.batch_size:
-            raise InputError(f"{len(texts)} texts are fewer than one batch of {cfg.batch_size}", cfg.data.train,
-                             field="batch_size")
+        require_one_batch(len(texts), cfg.batch_size, "texts", cfg.data.train)
         tok = loaded.tokenizer
         student = TokenTable.build(tok, texts, "doc", min(d.max_length, tok.max_length),
                                    cfg.data.length_buckets_per_octave)

@@ -16,7 +16,7 @@ from jaxretrieval.convert.reranker_io import LoadedReranker, PairTokenizer
 from jaxretrieval.data.rerank_data import read_rerank_data
 from jaxretrieval.data.tokenize import bucket_for, length_buckets
 from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
-from jaxretrieval.errors import InputError
+from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.losses.ranking import listwise_ce_loss, pointwise_bce_loss, pointwise_mse_loss, ranknet_loss
 from jaxretrieval.models.reranker import CrossEncoder
@@ -57,11 +57,12 @@ class PairGroupSource:
         queries = [self.pairs.query_texts[i] for i in np.repeat(q, self.group_size)]
         texts = [self.pairs.doc_texts[i] for i in docs.reshape(-1)]
         # the padded length follows the global batch, so every process builds the same shape
-        length = bucket_for(max(len(x) for x in self.tokenizer.encode(queries, texts)["input_ids"]), self.buckets)
+        encoded = self.tokenizer.encode(queries, texts)  # once: the lengths and this process's rows come from it
+        length = bucket_for(max(len(x) for x in encoded["input_ids"]), self.buckets)
         local = self.global_batch // self.process_count
         mine = slice(self.process_index * local, (self.process_index + 1) * local)
         flat = slice(mine.start * self.group_size, mine.stop * self.group_size)
-        enc = self.tokenizer.batch(queries[flat], texts[flat], length)
+        enc = self.tokenizer.pad({k: v[flat] for k, v in encoded.items()}, length)
         g = self.group_size
         out = {"ids": enc["ids"].reshape(local, g, length), "mask": enc["mask"].reshape(local, g, length),
                "types": enc["types"].reshape(local, g, length)}
@@ -84,9 +85,7 @@ class RerankerTask:
         if r.loss in ("bce", "mse", "ranknet", "distill") and not scored:
             raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores (a labeled format, or "
                              f"pos_scores/neg_scores)", pairs.source, field="reranker.loss")
-        if len(pairs) < cfg.batch_size:
-            raise InputError(f"{len(pairs)} queries are fewer than one batch of {cfg.batch_size}", pairs.source,
-                             field="batch_size")
+        require_one_batch(len(pairs), cfg.batch_size, "queries", pairs.source)
         return cls(cfg, PairGroupSource(pairs, loaded.tokenizer, cfg.batch_size, r.group_size, cfg.seed,
                                         scored and r.loss != "listwise", jax.process_index(), jax.process_count()))
 
