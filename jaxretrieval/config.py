@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from jaxretrieval.errors import InputError
+from jaxretrieval.models.lora import DEFAULT_TARGETS as DEFAULT_LORA_TARGETS
 
 
 @dataclasses.dataclass
@@ -30,6 +31,9 @@ class ModelConfig:
     head_dim: int = 0  # > 0: append a new linear head to this dimension (then normalize), e.g. the teacher's
     matryoshka_dims: list[int] = dataclasses.field(default_factory=list)  # smaller output dims trained alongside
     matryoshka_mode: str = "heads"  # heads: a linear head per dim (Stella v5, Jasper) | slice: prefixes of one
+    lora_rank: int = 0  # > 0: LoRA adapters of this rank on the encoder's `lora_targets` linear layers
+    lora_alpha: float = 16.0  # the update is scaled by lora_alpha / lora_rank
+    lora_targets: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
 
 
 @dataclasses.dataclass
@@ -109,7 +113,8 @@ class OptimizerConfig:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8  # as torch.optim.AdamW and the Hugging Face Trainer
-    # Parameters to train, comma-separated: "all", "head" (projection and Matryoshka heads), "encoder.layers[-3:]"
+    # Parameters to train, comma-separated: "all", "head" (everything outside the encoder: projection, Matryoshka
+    # and score heads), "lora" (the adapters of model.lora_rank), "encoder.layers[-3:]"
     # (a Python slice of layer indices), or a glob on dotted parameter paths ("encoder.embeddings.*"). The rest
     # is frozen: no gradient, no update, no optimizer state.
     trainable: str = "all"
@@ -192,6 +197,8 @@ class TrainConfig:
             (len(set(self.model.matryoshka_dims)) == len(self.model.matryoshka_dims), "model.matryoshka_dims",
              "must not repeat"),
             (self.model.matryoshka_mode in ("heads", "slice"), "model.matryoshka_mode", "must be heads or slice"),
+            (self.model.lora_rank >= 0, "model.lora_rank", "must be >= 0"),
+            (self.model.lora_alpha > 0, "model.lora_alpha", "must be > 0"),
             (self.task != "distill" or bool(self.distill.teacher_vectors) != bool(self.distill.teachers),
              "distill.teacher_vectors", "or distill.teachers (exactly one) must be set for task distill"),
             (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),

@@ -146,3 +146,52 @@ def test_reranker_scores_distill_into_a_dense_model(setup, tmp_path):
     with pytest.raises(InputError, match="pos_scores"):
         train(load_config(None, [f"output_dir={tmp_path / 'x'}", f"model.path={bert}", f"data.train={pairs}",
                                  "batch_size=4", "steps=1", "loss.name=kl", "data.num_negatives=2", "mesh.data=1"]))
+
+
+def test_llm_reranker_with_lora_trains_adapters_only_and_exports_merged(tmp_path):
+    """LoRA on every Qwen2 projection: the base kernels stay as loaded, only adapters and the score head train and
+    hold optimizer state, the loss falls, and the merged export scores as ours in transformers."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from jaxretrieval.convert.reranker_io import load_reranker
+    from jaxretrieval.models.lora import has_lora
+    from jaxretrieval.models.params import flat_params
+    from jaxretrieval.train.checkpoint import restore_params
+
+    qwen = tiny_family(tmp_path / "qwen", "qwen2", seed=4)
+    data = tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=4, negatives=2)
+    run = tmp_path / "run"
+    fmt = ["reranker.special_token= yes", "reranker.query_format=query: {} ", "reranker.doc_format=document: {}"]
+    train(_cfg(run, qwen, data, "steps=12", "learning_rate=1e-2", "model.lora_rank=4", "model.lora_alpha=8",
+               "optimizer.trainable=lora,head", *fmt))
+    losses = _losses(run)
+    assert losses[-1] < losses[0] * 0.8, losses
+    saved, _ = restore_params(run, 12)
+    base = {f"encoder.{k}": v for k, v in flat_params(load_reranker(qwen).model.encoder).items()}
+    adapters = [k for k in saved if k.endswith(("lora_a", "lora_b"))]
+    assert len(adapters) == 2 * 7 * 2  # 2 layers x 7 projections x (A, B)
+    for name, value in base.items():  # frozen: exactly the loaded weights
+        np.testing.assert_array_equal(saved[name], value, err_msg=name)
+    assert np.abs(saved["encoder.layers.0.q_proj.lora_b"]).max() > 0  # B left zero would mean no adaptation
+    loaded = load_export_source(run).loaded
+    assert has_lora(loaded.model)
+    ours = score_pairs(loaded, QUERIES, DOCS)
+    out = export(run, tmp_path / "llm", fmt="cross-encoder")
+    hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    tok = AutoTokenizer.from_pretrained(str(out))
+    enc = tok([f"query: {q} document: {d} yes" for q, d in zip(QUERIES, DOCS)], truncation=True, max_length=48,
+              padding=True, return_tensors="pt")
+    with torch.no_grad():
+        theirs = hf(**enc).logits[:, 0].numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4, (ours, theirs)
+
+
+def test_lora_starts_as_the_base_model_and_rejects_unknown_targets(tmp_path):
+    from jaxretrieval.train.model_setup import build_model
+
+    qwen = tiny_family(tmp_path / "qwen", "qwen2", seed=4)
+    base = score_pairs(build_model(_cfg(tmp_path / "a", qwen, "unused.jsonl")), QUERIES, DOCS)
+    adapted = build_model(_cfg(tmp_path / "b", qwen, "unused.jsonl", "model.lora_rank=2"))
+    np.testing.assert_array_equal(score_pairs(adapted, QUERIES, DOCS), base)
+    with pytest.raises(InputError, match=r"model\.lora_targets.*no linear layer"):
+        build_model(_cfg(tmp_path / "c", qwen, "unused.jsonl", "model.lora_rank=2", "model.lora_targets=[qkv]"))

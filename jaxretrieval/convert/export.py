@@ -207,6 +207,9 @@ def export(source: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "se
     from jaxretrieval.convert.reranker_io import LoadedReranker, write_cross_encoder
 
     loaded = load_export_source(source).loaded
+    from jaxretrieval.models.lora import merge_lora
+
+    merge_lora(loaded.model)  # LoRA runs ship plain weights: kernel + scale·A·B
     is_colbert = isinstance(loaded, LoadedColBERT)
     is_reranker = isinstance(loaded, LoadedReranker)
     if is_reranker != (fmt == "cross-encoder"):

@@ -44,6 +44,13 @@ def grad_cache_value_and_grad(encode: Encode, loss_from_reps: Callable[[dict[str
                            (chunked[name], jnp.arange(n)))
         return jax.tree.map(lambda r: r.reshape(n * chunk, *r.shape[2:]), reps)
 
+    if all(next(iter(c.values())).shape[0] == 1 for c in chunked.values()):
+        # The whole batch is one chunk: caching would only add a forward pass. Same keys as the chunked path.
+        def whole(p):
+            return loss_from_reps({name: encode(p, name, inputs, chunk_key(name, 0))
+                                   for name, inputs in streams.items()})
+        return jax.value_and_grad(whole, has_aux=True)(params)
+
     reps = {name: forward(name) for name in streams}
     (loss, aux), rep_grads = jax.value_and_grad(loss_from_reps, has_aux=True)(reps)
 

@@ -61,7 +61,9 @@ def trainable_names(names: list[str], patterns: str, num_layers: int) -> set[str
         if pattern == "all":
             hits = set(names)
         elif pattern == "head":
-            hits = {n for n in names if n.startswith(("dense.", "matryoshka."))}
+            hits = {n for n in names if not n.startswith("encoder.")}
+        elif pattern == "lora":
+            hits = {n for n in names if n.rsplit(".", 1)[-1] in ("lora_a", "lora_b")}
         elif m := _LAYER_SLICE.match(pattern):
             start, stop = (int(x) if x else None for x in m.groups())
             layers = range(num_layers)[slice(start, stop)]
