@@ -91,6 +91,7 @@ class RerankerConfig:
 
     loss: str = "listwise"  # listwise (CE, positive first) | bce | mse | ranknet | distill (KL to teacher scores)
     group_size: int = 8  # candidates per query: 1 positive + group_size - 1 sampled negatives
+    in_batch_negatives: int = 0  # plus this many random documents of the batch's other queries (label 0)
     max_length: int = 256  # pair tokens; the document is truncated, never the query
     query_format: str = "{}"
     doc_format: str = "{}"
@@ -198,6 +199,7 @@ class TrainConfig:
              "must not repeat"),
             (self.model.matryoshka_mode in ("heads", "slice"), "model.matryoshka_mode", "must be heads or slice"),
             (self.model.lora_rank >= 0, "model.lora_rank", "must be >= 0"),
+            (self.reranker.in_batch_negatives >= 0, "reranker.in_batch_negatives", "must be >= 0"),
             (self.model.lora_alpha > 0, "model.lora_alpha", "must be > 0"),
             (self.task != "distill" or bool(self.distill.teacher_vectors) != bool(self.distill.teachers),
              "distill.teacher_vectors", "or distill.teachers (exactly one) must be set for task distill"),

@@ -195,3 +195,35 @@ def test_lora_starts_as_the_base_model_and_rejects_unknown_targets(tmp_path):
     np.testing.assert_array_equal(score_pairs(adapted, QUERIES, DOCS), base)
     with pytest.raises(InputError, match=r"model\.lora_targets.*no linear layer"):
         build_model(_cfg(tmp_path / "c", qwen, "unused.jsonl", "model.lora_rank=2", "model.lora_targets=[qkv]"))
+
+
+def test_in_batch_negatives_come_from_other_queries_and_never_a_positive(setup, tmp_path):
+    from jaxretrieval.train.model_setup import build_model
+    from jaxretrieval.train.reranker_task import RerankerTask
+
+    root, bert, pairs = setup
+    # two queries share a positive: it must never be drawn as the other's in-batch negative
+    shared = tmp_path / "shared.jsonl"
+    records = [json.loads(x) for x in pairs.read_text().splitlines()]
+    records[1]["pos"] = records[0]["pos"][:1]
+    shared.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = _cfg(tmp_path / "run", bert, shared, "reranker.in_batch_negatives=3")
+    task = RerankerTask.build(cfg, build_model(cfg))
+    src = task.source
+    for step in range(src.steps_per_epoch * 2):
+        epoch, index = divmod(step, src.steps_per_epoch)
+        batch = src.batch(step)
+        plan = src._cached[1]
+        rows = slice(index * src.global_batch, (index + 1) * src.global_batch)
+        q, p, n = plan[0][rows], plan[1][rows], plan[2][rows]
+        docs = np.concatenate([p[:, None], n], axis=1)
+        extra = src._in_batch_negatives(q, docs, epoch, index)
+        assert batch["ids"].shape[:2] == (4, 3 + 3)
+        for i in range(len(q)):
+            others = set(np.concatenate([docs[:i], docs[i + 1:]]).reshape(-1).tolist())
+            assert set(extra[i].tolist()) <= others - src._positives[int(q[i])]
+    train(cfg)
+    assert np.isfinite(_losses(tmp_path / "run")).all()
+    with pytest.raises(InputError, match=r"\[reranker\.in_batch_negatives\]"):
+        RerankerTask.build(_cfg(tmp_path / "x", bert, shared, "reranker.in_batch_negatives=2", "reranker.loss=distill"),
+                           build_model(cfg))

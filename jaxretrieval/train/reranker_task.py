@@ -32,12 +32,31 @@ class PairGroupSource:
     group_size: int
     seed: int
     scored: bool  # labels / teacher scores available (pos_scores, neg_scores)
+    in_batch_negatives: int = 0  # extra candidates per query: other queries' documents in the same batch
     process_index: int = 0
     process_count: int = 1
     _cached: tuple | None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.buckets = length_buckets(self.tokenizer.max_length, per_octave=1)
+        self._positives: dict[int, set[int]] = {}  # query text id -> every positive it has anywhere in the data
+        for q, pos in zip(self.pairs.query, self.pairs.positives):
+            self._positives.setdefault(int(q), set()).update(int(d) for d in pos)
+
+    def _in_batch_negatives(self, q: np.ndarray, docs: np.ndarray, epoch: int, index: int) -> np.ndarray:
+        """int64[B, in_batch_negatives]: for each row, documents drawn from the *other* rows' candidates, never one
+        of its own positives (queries that share a positive are common). Drawn from the global batch with a
+        (seed, epoch, step) generator, so every process draws the same."""
+        rng = np.random.default_rng([self.seed, epoch, index, 1])
+        b = docs.shape[0]
+        picks = np.zeros((b, self.in_batch_negatives), np.int64)
+        for i in range(b):
+            pool = np.concatenate([docs[:i], docs[i + 1:]]).reshape(-1)
+            pool = pool[~np.isin(pool, list(self._positives[int(q[i])]))]
+            if not len(pool):  # every other candidate is one of its positives: any non-positive document
+                pool = np.setdiff1d(np.arange(len(self.pairs.doc_texts)), list(self._positives[int(q[i])]))
+            picks[i] = rng.choice(pool, self.in_batch_negatives, replace=len(pool) < self.in_batch_negatives)
+        return picks
 
     @property
     def steps_per_epoch(self) -> int:
@@ -54,20 +73,25 @@ class PairGroupSource:
         rows = slice(index * self.global_batch, (index + 1) * self.global_batch)
         q, p, n, *scores = (x[rows] for x in self._cached[1])
         docs = np.concatenate([p[:, None], n], axis=1)  # [B, G]
-        queries = [self.pairs.query_texts[i] for i in np.repeat(q, self.group_size)]
+        if self.in_batch_negatives:
+            docs = np.concatenate([docs, self._in_batch_negatives(q, docs, epoch, index)], axis=1)
+        g = docs.shape[1]
+        queries = [self.pairs.query_texts[i] for i in np.repeat(q, g)]
         texts = [self.pairs.doc_texts[i] for i in docs.reshape(-1)]
         # the padded length follows the global batch, so every process builds the same shape
         encoded = self.tokenizer.encode(queries, texts)  # once: the lengths and this process's rows come from it
         length = bucket_for(max(len(x) for x in encoded["input_ids"]), self.buckets)
         local = self.global_batch // self.process_count
         mine = slice(self.process_index * local, (self.process_index + 1) * local)
-        flat = slice(mine.start * self.group_size, mine.stop * self.group_size)
+        flat = slice(mine.start * g, mine.stop * g)
         enc = self.tokenizer.pad({k: v[flat] for k, v in encoded.items()}, length)
-        g = self.group_size
         out = {"ids": enc["ids"].reshape(local, g, length), "mask": enc["mask"].reshape(local, g, length),
                "types": enc["types"].reshape(local, g, length)}
         if scores:
-            out["scores"] = np.concatenate([scores[0][mine, None], scores[1][mine]], axis=1).astype(np.float32)
+            parts = [scores[0][mine, None], scores[1][mine]]
+            if self.in_batch_negatives:  # another query's document: label 0 (the bottom of the rescaled range)
+                parts.append(np.zeros((local, self.in_batch_negatives), np.float32))
+            out["scores"] = np.concatenate(parts, axis=1).astype(np.float32)
         return out
 
 
@@ -80,14 +104,20 @@ class RerankerTask:
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedReranker) -> "RerankerTask":
         r = cfg.reranker
+        if r.in_batch_negatives and r.loss == "distill":
+            raise InputError("in-batch negatives have no teacher scores; use them with listwise, bce, mse or "
+                             "ranknet", "config", field="reranker.in_batch_negatives")
         pairs = read_rerank_data(cfg.data.train, r.label_min, r.label_max, cfg.data.split)
         scored = pairs.positive_scores is not None
         if r.loss in ("bce", "mse", "ranknet", "distill") and not scored:
             raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores (a labeled format, or "
                              f"pos_scores/neg_scores)", pairs.source, field="reranker.loss")
         require_one_batch(len(pairs), cfg.batch_size, "queries", pairs.source)
+        if r.in_batch_negatives and cfg.batch_size < 2:
+            raise InputError("in-batch negatives need batch_size >= 2", "config", field="reranker.in_batch_negatives")
         return cls(cfg, PairGroupSource(pairs, loaded.tokenizer, cfg.batch_size, r.group_size, cfg.seed,
-                                        scored and r.loss != "listwise", jax.process_index(), jax.process_count()))
+                                        scored and r.loss != "listwise", r.in_batch_negatives, jax.process_index(),
+                                        jax.process_count()))
 
     def loss(self, model: CrossEncoder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
         r = self.cfg.reranker
