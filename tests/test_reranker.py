@@ -227,3 +227,24 @@ def test_in_batch_negatives_come_from_other_queries_and_never_a_positive(setup, 
     with pytest.raises(InputError, match=r"\[reranker\.in_batch_negatives\]"):
         RerankerTask.build(_cfg(tmp_path / "x", bert, shared, "reranker.in_batch_negatives=2", "reranker.loss=distill"),
                            build_model(cfg))
+
+
+def test_distillation_skips_records_without_negatives(setup, tmp_path, caplog):
+    """Mining can leave a query with no negatives; KL distillation skips it (with a warning naming the first) and
+    refuses a file where no record has any."""
+    root, bert, pairs = setup
+    scored = tmp_path / "scored.jsonl"
+    assert main(["score", "--model", str(bert), "--input", str(pairs), "--out", str(scored)]) == 0
+    records = [json.loads(x) for x in scored.read_text().splitlines()]
+    records[2]["neg"], records[2]["neg_scores"] = [], []
+    scored.write_text("".join(json.dumps(r) + "\n" for r in records))
+    args = [f"model.path={bert}", f"data.train={scored}", "batch_size=4", "steps=2", "loss.name=kl",
+            "data.num_negatives=2", "log_every=1", "mesh.data=1"]
+    with caplog.at_level("WARNING"):
+        train(load_config(None, [f"output_dir={tmp_path / 'ok'}", *args]))
+    assert "1 of 12 records have no negatives and are skipped for distillation (first: record 3)" in caplog.text
+    for r in records:
+        r["neg"], r["neg_scores"] = [], []
+    scored.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(InputError, match=r"scored\.jsonl \[neg\]: no record has negatives"):
+        train(load_config(None, [f"output_dir={tmp_path / 'bad'}", *args]))

@@ -9,6 +9,7 @@ document text always has the same id, which is what lets the loss mask duplicate
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 from jaxretrieval.data.beir import read_corpus, read_qrels, read_queries
 from jaxretrieval.data.jsonl import iter_jsonl, require_str
 from jaxretrieval.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -33,6 +36,23 @@ class TrainPairs:
 
     def __len__(self) -> int:
         return len(self.query)
+
+    def with_negatives_only(self) -> "TrainPairs":
+        """The records that have at least one negative. Score distillation needs a group to distribute over, and
+        mining leaves some queries without negatives (all candidates filtered as likely false negatives); those
+        are skipped with a warning naming how many and the first record, or an error when none is left."""
+        keep = [i for i, neg in enumerate(self.negatives) if len(neg)]
+        if len(keep) == len(self):
+            return self
+        if not keep:
+            raise InputError("no record has negatives to distill from", self.source, field="neg")
+        first = next(i for i, neg in enumerate(self.negatives) if not len(neg))
+        log.warning("%s: %d of %d records have no negatives and are skipped for distillation (first: record %d)",
+                    self.source, len(self) - len(keep), len(self), first + 1)
+        pick = lambda xs: None if xs is None else [xs[i] for i in keep]  # noqa: E731
+        return dataclasses.replace(self, query=self.query[keep], positives=pick(self.positives),
+                                   negatives=pick(self.negatives), positive_scores=pick(self.positive_scores),
+                                   negative_scores=pick(self.negative_scores))
 
 
 class _Interner:

@@ -46,6 +46,8 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
                                      cfg.model.max_query_length, cfg.model.max_doc_length, jax.process_index(),
                                      jax.process_count())
     pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+    if cfg.loss.name == "kl" and pairs.positive_scores is not None:
+        pairs = pairs.with_negatives_only()
     require_one_batch(len(pairs), cfg.batch_size, "training examples", pairs.source)
     per_octave = cfg.data.length_buckets_per_octave
     queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),

@@ -112,6 +112,8 @@ class RerankerTask:
         if r.loss in ("bce", "mse", "ranknet", "distill") and not scored:
             raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores (a labeled format, or "
                              f"pos_scores/neg_scores)", pairs.source, field="reranker.loss")
+        if scored and r.loss != "listwise" and r.group_size > 1:
+            pairs = pairs.with_negatives_only()
         require_one_batch(len(pairs), cfg.batch_size, "queries", pairs.source)
         if r.in_batch_negatives and cfg.batch_size < 2:
             raise InputError("in-batch negatives need batch_size >= 2", "config", field="reranker.in_batch_negatives")
