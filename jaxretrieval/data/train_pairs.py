@@ -37,7 +37,7 @@ class TrainPairs:
     def __len__(self) -> int:
         return len(self.query)
 
-    def with_negatives_only(self) -> "TrainPairs":
+    def with_negatives_only(self) -> TrainPairs:
         """The records that have at least one negative. Score distillation needs a group to distribute over, and
         mining leaves some queries without negatives (all candidates filtered as likely false negatives); those
         are skipped with a warning naming how many and the first record, or an error when none is left."""
@@ -49,7 +49,7 @@ class TrainPairs:
         first = next(i for i, neg in enumerate(self.negatives) if not len(neg))
         log.warning("%s: %d of %d records have no negatives and are skipped for distillation (first: record %d)",
                     self.source, len(self) - len(keep), len(self), first + 1)
-        pick = lambda xs: None if xs is None else [xs[i] for i in keep]  # noqa: E731
+        pick = lambda xs: None if xs is None else [xs[i] for i in keep]
         return dataclasses.replace(self, query=self.query[keep], positives=pick(self.positives),
                                    negatives=pick(self.negatives), positive_scores=pick(self.positive_scores),
                                    negative_scores=pick(self.negative_scores))

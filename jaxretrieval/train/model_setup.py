@@ -46,8 +46,7 @@ def build_model(cfg: TrainConfig):
         from jaxretrieval.convert.colbert_io import load_colbert
 
         loaded = load_colbert(cfg.model.path, cfg.colbert, seed=cfg.seed)
-        _add_lora(cfg, loaded.model)
-        _init_from(cfg, loaded.model)
+        _finish(cfg, loaded.model)
         return loaded
     if cfg.task == "reranker":
         from jaxretrieval.convert.reranker_io import load_reranker
@@ -56,24 +55,24 @@ def build_model(cfg: TrainConfig):
         dtype = jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
         loaded = load_reranker(cfg.model.path, r.max_length, r.query_format, r.doc_format, r.special_token,
                                seed=cfg.seed, dtype=dtype)
-        _add_lora(cfg, loaded.model)
-        _init_from(cfg, loaded.model)
+        _finish(cfg, loaded.model)
         return loaded
     return build_embedder(cfg)
 
 
-def _add_lora(cfg: TrainConfig, model) -> None:
-    """LoRA adapters on the encoder (before init_from, so a LoRA run's checkpoint meets the same structure)."""
+def _finish(cfg: TrainConfig, model) -> None:
+    """LoRA adapters on the encoder, then parameters from init_from (adapters first, so a LoRA run's checkpoint
+    meets the structure it was saved from)."""
     from jaxretrieval.models.lora import add_lora
 
     m = cfg.model
-    if not m.lora_rank:
-        return
-    try:
-        count = add_lora(model.encoder, m.lora_rank, m.lora_alpha, tuple(m.lora_targets), seed=cfg.seed)
-    except ValueError as e:
-        raise InputError(str(e), "config", field="model.lora_targets") from None
-    log.info("LoRA rank %d on %d linear layers", m.lora_rank, count)
+    if m.lora_rank:
+        try:
+            count = add_lora(model.encoder, m.lora_rank, m.lora_alpha, tuple(m.lora_targets), seed=cfg.seed)
+        except ValueError as e:
+            raise InputError(str(e), "config", field="model.lora_targets") from None
+        log.info("LoRA rank %d on %d linear layers", m.lora_rank, count)
+    _init_from(cfg, model)
 
 
 def _init_from(cfg: TrainConfig, model) -> None:
@@ -102,6 +101,5 @@ def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
         except ValueError as e:
             raise InputError(str(e), "config", field="model.matryoshka_dims") from None
         loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
-    _add_lora(cfg, loaded.model)
-    _init_from(cfg, loaded.model)
+    _finish(cfg, loaded.model)
     return loaded

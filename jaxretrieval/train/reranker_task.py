@@ -18,7 +18,12 @@ from jaxretrieval.data.tokenize import bucket_for, length_buckets
 from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.listwise import listwise_kl_loss
-from jaxretrieval.losses.ranking import listwise_ce_loss, pointwise_bce_loss, pointwise_mse_loss, ranknet_loss
+from jaxretrieval.losses.ranking import (
+    listwise_ce_loss,
+    pointwise_bce_loss,
+    pointwise_mse_loss,
+    ranknet_loss,
+)
 from jaxretrieval.models.reranker import CrossEncoder
 
 
@@ -102,7 +107,7 @@ class RerankerTask:
     aux: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def build(cls, cfg: TrainConfig, loaded: LoadedReranker) -> "RerankerTask":
+    def build(cls, cfg: TrainConfig, loaded: LoadedReranker) -> RerankerTask:
         r = cfg.reranker
         if r.in_batch_negatives and r.loss == "distill":
             raise InputError("in-batch negatives have no teacher scores; use them with listwise, bce, mse or "
@@ -124,7 +129,7 @@ class RerankerTask:
     def loss(self, model: CrossEncoder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
         r = self.cfg.reranker
         b, g, length = batch["ids"].shape
-        flat = lambda x: x.reshape(b * g, length)  # noqa: E731
+        flat = lambda x: x.reshape(b * g, length)
         scores = model(flat(batch["ids"]), flat(batch["mask"]), flat(batch["types"]), dropout_key).reshape(b, g)
         if r.loss == "listwise":
             return listwise_ce_loss(scores, temperature=r.temperature), {}
