@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 
 from jaxretrieval.errors import InputError
-from jaxretrieval.models.lora import DEFAULT_TARGETS as DEFAULT_LORA_TARGETS
+
+# LoRA's default targets: every projection of a Qwen2/Llama decoder block (attention and MLP).
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclasses.dataclass
@@ -200,6 +202,10 @@ class TrainConfig:
             (self.model.matryoshka_mode in ("heads", "slice"), "model.matryoshka_mode", "must be heads or slice"),
             (self.model.lora_rank >= 0, "model.lora_rank", "must be >= 0"),
             (self.reranker.in_batch_negatives >= 0, "reranker.in_batch_negatives", "must be >= 0"),
+            (not self.reranker.in_batch_negatives or self.reranker.loss != "distill",
+             "reranker.in_batch_negatives", "has no teacher scores: use it with listwise, bce, mse or ranknet"),
+            (not self.reranker.in_batch_negatives or self.batch_size >= 2, "reranker.in_batch_negatives",
+             "needs batch_size >= 2 (other queries to draw from)"),
             (self.model.lora_alpha > 0, "model.lora_alpha", "must be > 0"),
             (self.task != "distill" or bool(self.distill.teacher_vectors) != bool(self.distill.teachers),
              "distill.teacher_vectors", "or distill.teachers (exactly one) must be set for task distill"),

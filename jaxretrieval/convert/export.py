@@ -205,10 +205,9 @@ def export(source: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "se
         raise InputError("output exists and is not empty (pass --overwrite to replace it)", out)
     from jaxretrieval.convert.colbert_io import LoadedColBERT, write_pylate
     from jaxretrieval.convert.reranker_io import LoadedReranker, write_cross_encoder
-
-    loaded = load_export_source(source).loaded
     from jaxretrieval.models.lora import merge_lora
 
+    loaded = load_export_source(source).loaded
     merge_lora(loaded.model)  # LoRA runs ship plain weights: kernel + scale·A·B
     is_colbert = isinstance(loaded, LoadedColBERT)
     is_reranker = isinstance(loaded, LoadedReranker)

@@ -13,9 +13,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# Every projection of a decoder block (attention and MLP), named as in Qwen2/Llama.
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
 
 class LoRALinear(nnx.Module):
     """x [..., in] → x·kernel + bias + scale·(x·lora_a)·lora_b [..., out]; kernel frozen in practice."""
@@ -51,8 +48,7 @@ def _children(module: nnx.Module):
                 yield node, name, child
 
 
-def add_lora(module: nnx.Module, rank: int, alpha: float, targets: tuple[str, ...] = DEFAULT_TARGETS,
-             seed: int = 0) -> int:
+def add_lora(module: nnx.Module, rank: int, alpha: float, targets: tuple[str, ...], seed: int = 0) -> int:
     """Replace every nnx.Linear attribute named in `targets` by a LoRALinear, in place. Returns how many; zero
     is an error (a typo in the targets must not silently train nothing)."""
     if rank <= 0:

@@ -45,8 +45,9 @@ class PairGroupSource:
     def __post_init__(self):
         self.buckets = length_buckets(self.tokenizer.max_length, per_octave=1)
         self._positives: dict[int, set[int]] = {}  # query text id -> every positive it has anywhere in the data
-        for q, pos in zip(self.pairs.query, self.pairs.positives):
-            self._positives.setdefault(int(q), set()).update(int(d) for d in pos)
+        if self.in_batch_negatives:
+            for q, pos in zip(self.pairs.query, self.pairs.positives):
+                self._positives.setdefault(int(q), set()).update(int(d) for d in pos)
 
     def _in_batch_negatives(self, q: np.ndarray, docs: np.ndarray, epoch: int, index: int) -> np.ndarray:
         """int64[B, in_batch_negatives]: for each row, documents drawn from the *other* rows' candidates, never one
@@ -109,9 +110,6 @@ class RerankerTask:
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedReranker) -> RerankerTask:
         r = cfg.reranker
-        if r.in_batch_negatives and r.loss == "distill":
-            raise InputError("in-batch negatives have no teacher scores; use them with listwise, bce, mse or "
-                             "ranknet", "config", field="reranker.in_batch_negatives")
         pairs = read_rerank_data(cfg.data.train, r.label_min, r.label_max, cfg.data.split)
         scored = pairs.positive_scores is not None
         if r.loss in ("bce", "mse", "ranknet", "distill") and not scored:
@@ -120,8 +118,6 @@ class RerankerTask:
         if scored and r.loss != "listwise" and r.group_size > 1:
             pairs = pairs.with_negatives_only()
         require_one_batch(len(pairs), cfg.batch_size, "queries", pairs.source)
-        if r.in_batch_negatives and cfg.batch_size < 2:
-            raise InputError("in-batch negatives need batch_size >= 2", "config", field="reranker.in_batch_negatives")
         return cls(cfg, PairGroupSource(pairs, loaded.tokenizer, cfg.batch_size, r.group_size, cfg.seed,
                                         scored and r.loss != "listwise", r.in_batch_negatives, jax.process_index(),
                                         jax.process_count()))
