@@ -2,6 +2,9 @@
 the first N SciFact corpus documents (title + abstract), and up to M distinct STS-B train sentences.
 
     python benchmarks/build_distill_texts.py --out runs/distill/texts.jsonl [--docs 600] [--sts 3000]
+
+`--exclude OLD.jsonl` leaves out texts already in OLD, so a larger set can be built by encoding only the new
+texts and appending them (jsonl and .npy rows) to the old ones; teacher encoding is the expensive part.
 """
 
 import argparse
@@ -20,6 +23,7 @@ def main():
     ap.add_argument("--out", type=Path, default=Path("runs/distill/texts.jsonl"))
     ap.add_argument("--docs", type=int, default=600)
     ap.add_argument("--sts", type=int, default=3000)
+    ap.add_argument("--exclude", type=Path, help="a texts.jsonl whose texts are left out (already encoded)")
     args = ap.parse_args()
 
     from jaxretrieval.data.beir import read_corpus, read_qrels, read_queries
@@ -33,6 +37,9 @@ def main():
     first, second, _ = read_sts(STSB / "sts-train.csv")
     texts += list(dict.fromkeys(first + second))[: args.sts]
     texts = list(dict.fromkeys(texts))
+    if args.exclude:
+        seen = {json.loads(line)["text"] for line in args.exclude.read_text().splitlines() if line.strip()}
+        texts = [t for t in texts if t not in seen]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     print(f"{len(texts)} texts -> {args.out}")

@@ -153,3 +153,28 @@ def test_grad_cache_matches_the_plain_step(setup, tmp_path):
     pb = flat_params(load_export_source(runs["cached"]).loaded.model)
     for k in pa:
         np.testing.assert_allclose(pa[k], pb[k], atol=1e-5, err_msg=k)
+
+
+def test_orthogonal_head_keeps_the_students_cosines(setup):
+    """head_init=orthogonal: a head at least as wide as the pooled vector preserves every cosine of the student;
+    a narrower Matryoshka head has orthonormal columns and zero bias. The default (normal) head does not."""
+    from jaxretrieval.convert.st_import import LoadedEmbedder
+    from jaxretrieval.models.embedder import with_heads
+
+    _, student, _, texts, _ = setup
+    loaded = load_embedder(student)
+    hidden = loaded.model.dim
+    sample = read_texts(texts)[:6]
+
+    def cosines(model):
+        v = encode_texts(LoadedEmbedder(model, loaded.tokenizer, loaded.path), sample)
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return v @ v.T
+
+    wide = with_heads(loaded.model, head_dim=2 * hidden, matryoshka_dims=(hidden // 2,), head_init="orthogonal")
+    assert wide.dim == 2 * hidden
+    np.testing.assert_allclose(cosines(wide), cosines(loaded.model), atol=1e-5)
+    narrow = np.asarray(wide.matryoshka[0].kernel[...])
+    np.testing.assert_allclose(narrow.T @ narrow, np.eye(hidden // 2), atol=1e-5)
+    assert not np.asarray(wide.matryoshka[0].bias[...]).any()
+    assert np.abs(cosines(with_heads(loaded.model, head_dim=2 * hidden)) - cosines(loaded.model)).max() > 1e-2

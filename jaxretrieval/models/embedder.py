@@ -146,9 +146,16 @@ class Embedder(nnx.Module):
 
 
 def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, ...] = (),
-               matryoshka_mode: str = "heads", seed: int = 0) -> Embedder:
+               matryoshka_mode: str = "heads", seed: int = 0, head_init: str = "normal") -> Embedder:
     """The same encoder and existing Dense layers, plus a new normalized linear head to `head_dim` (if > 0) and
-    Matryoshka outputs. New layers are randomly initialized from `seed`; existing parameters are shared."""
+    Matryoshka outputs. New layers are randomly initialized from `seed`; existing parameters are shared.
+
+    head_init "orthogonal" starts each new layer as a semi-orthogonal map with zero bias. A 384 → 768 head then
+    gives exactly the student's own cosines, so distillation starts from the student's retrieval quality instead
+    of from a random projection that stage 1 must first fit to the teacher (which, at small data scale, costs
+    more than it returns: see the issue-5 notes)."""
+    if head_init not in ("normal", "orthogonal"):
+        raise ValueError(f"head_init must be normal or orthogonal, got {head_init!r}")
     spec = model.spec
     dense = spec.dense
     if head_dim:
@@ -159,4 +166,12 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
     new = Embedder(model.encoder, new_spec, rngs=nnx.Rngs(seed))
     for old_layer, new_layer in zip(model.dense, new.dense):
         nnx.update(new_layer, nnx.state(old_layer))
+    if head_init == "orthogonal":
+        fresh = list(new.dense)[len(model.dense):] + list(new.matryoshka)
+        keys = jax.random.split(jax.random.key(seed), max(len(fresh), 1))
+        for key, layer in zip(keys, fresh):
+            kernel = layer.kernel[...]
+            layer.kernel[...] = jax.nn.initializers.orthogonal()(key, kernel.shape, kernel.dtype)
+            if layer.bias is not None:
+                layer.bias[...] = jnp.zeros_like(layer.bias[...])
     return new

@@ -97,7 +97,8 @@ def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
     loaded = load_embedder(m.path, pooling=pooling, dtype=dtype)
     if m.head_dim or m.matryoshka_dims:
         try:
-            model = with_heads(loaded.model, m.head_dim, tuple(m.matryoshka_dims), m.matryoshka_mode, seed=cfg.seed)
+            model = with_heads(loaded.model, m.head_dim, tuple(m.matryoshka_dims), m.matryoshka_mode, seed=cfg.seed,
+                                head_init=m.head_init)
         except ValueError as e:
             raise InputError(str(e), "config", field="model.matryoshka_dims") from None
         loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
