@@ -2,7 +2,8 @@
 # The issue-5 real run: all-mpnet-base-v2 -> all-MiniLM-L6-v2 through the three Stella stages, stage 3 with three
 # seeds, then a summary table. Each step's log is under $D (default runs/distill3).
 #   bash benchmarks/stella_distill_run.sh                      # the shipped configs as they are
-#   D=runs/x RECIPE="distill.cosine_weight=0" bash benchmarks/stella_distill_run.sh   # config overrides, all stages
+#   D=runs/x RECIPE="distill.cosine_weight=0" S1="epochs=1" bash benchmarks/stella_distill_run.sh
+# RECIPE: config overrides for every stage; S1, S2, S3: for one stage.
 # The text set is built in two parts, so the first (809 SciFact train queries, 600 corpus documents, 3,000 STS-B
 # train sentences; ~11 min of teacher encoding here) can be reused when the second (documents up to $DOCS, STS-B
 # train sentences up to $STS_N) is added. About 75 minutes on a 2-core CPU, half of it teacher encoding.
@@ -14,6 +15,7 @@ D=${D:-runs/distill3}
 DOCS=${DOCS:-1600}
 STS_N=${STS_N:-100000}
 read -r -a RECIPE <<< "${RECIPE:-}"
+read -r -a S1 <<< "${S1:-}"; read -r -a S2 <<< "${S2:-}"; read -r -a S3 <<< "${S3:-}"
 mkdir -p $D
 MPNET=$($PY benchmarks/assemble_mpnet.py)
 teacher() { [ -f "$2" ] || $JR encode --model "$MPNET" --input "$1" --output "$2" --max-length 256; }
@@ -34,13 +36,14 @@ STS=../shared/data/stsbenchmark/sts-test.csv
 prev=""
 for stage in 1 2; do
   init=(); [ -n "$prev" ] && init=(init_from=$prev)
+  own=S$stage[@]
   [ -f $D/stage$stage/metrics.png ] || $JR train configs/stella_stage$stage.yaml output_dir=$D/stage$stage \
-    "${init[@]}" "${DATA[@]}" "${RECIPE[@]}" > $D/stage$stage.json 2> $D/stage$stage.log
+    "${init[@]}" "${DATA[@]}" "${RECIPE[@]}" "${!own}" > $D/stage$stage.json 2> $D/stage$stage.log
   prev=$D/stage$stage
 done
 for seed in 0 1 2; do
   out=$D/stage3_seed$seed
   [ -f $out/metrics.png ] || $JR train configs/stella_stage3.yaml output_dir=$out seed=$seed init_from=$prev \
-    "${DATA[@]}" "${RECIPE[@]}" > $out.json 2> $out.log
+    "${DATA[@]}" "${RECIPE[@]}" "${S3[@]}" > $out.json 2> $out.log
 done
 $PY benchmarks/stella_distill_report.py $D

@@ -35,7 +35,9 @@ class ModelConfig:
     matryoshka_mode: str = "heads"  # heads: a linear head per dim (Stella v5, Jasper) | slice: prefixes of one
     # How new heads start. normal: small random weights (the student leaves its own geometry and must be taught the
     # teacher's). orthogonal: a semi-orthogonal kernel and zero bias, so a head at least as wide as its input keeps
-    # every cosine of the student exactly (a narrower one is a random orthogonal projection).
+    # every cosine of the student exactly (a narrower one is a random orthogonal projection). principal (distill):
+    # as orthogonal, but fresh Matryoshka heads narrower than the pooled vector take the student's top principal
+    # directions on a sample of the training texts, the best rank-d start for its cosines.
     head_init: str = "normal"
     lora_rank: int = 0  # > 0: LoRA adapters of this rank on the encoder's `lora_targets` linear layers
     lora_alpha: float = 16.0  # the update is scaled by lora_alpha / lora_rank
@@ -204,7 +206,10 @@ class TrainConfig:
             (len(set(self.model.matryoshka_dims)) == len(self.model.matryoshka_dims), "model.matryoshka_dims",
              "must not repeat"),
             (self.model.matryoshka_mode in ("heads", "slice"), "model.matryoshka_mode", "must be heads or slice"),
-            (self.model.head_init in ("normal", "orthogonal"), "model.head_init", "must be normal or orthogonal"),
+            (self.model.head_init in ("normal", "orthogonal", "principal"), "model.head_init",
+             "must be normal, orthogonal or principal"),
+            (self.model.head_init != "principal" or self.task == "distill", "model.head_init",
+             "principal needs task distill (its directions come from data.train's texts)"),
             (self.model.lora_rank >= 0, "model.lora_rank", "must be >= 0"),
             (self.reranker.in_batch_negatives >= 0, "reranker.in_batch_negatives", "must be >= 0"),
             (not self.reranker.in_batch_negatives or self.reranker.loss != "distill",

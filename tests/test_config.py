@@ -46,6 +46,8 @@ def test_wrong_type_and_bad_value_name_the_key():
         load_config(None, BASE + ["loss.temperature=0"])
     with pytest.raises(InputError, match=r"\[output_dir\]"):
         load_config(None, ["model.path=m", "data.train=d"])
+    with pytest.raises(InputError, match=r"\[model.head_init\].*task distill"):
+        load_config(None, BASE + ["model.head_init=principal"])
 
 
 def test_invalid_yaml_names_the_line(tmp_path):

@@ -178,3 +178,44 @@ def test_orthogonal_head_keeps_the_students_cosines(setup):
     np.testing.assert_allclose(narrow.T @ narrow, np.eye(hidden // 2), atol=1e-5)
     assert not np.asarray(wide.matryoshka[0].bias[...]).any()
     assert np.abs(cosines(with_heads(loaded.model, head_dim=2 * hidden)) - cosines(loaded.model)).max() > 1e-2
+
+
+def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup, tmp_path):
+    """head_init=principal: a fresh narrow Matryoshka head is the rank-d SVD of the student's pooled vectors, so its
+    cosines match the student's better than a random orthogonal projection's; a head already in init_from's
+    checkpoint is left as saved."""
+    from jaxretrieval.convert.st_import import LoadedEmbedder
+    from jaxretrieval.train.model_setup import build_model
+
+    root, student, _, texts, vectors = setup
+    base = load_embedder(student)
+    sample = read_texts(texts)
+    hidden = base.model.dim
+    small = hidden // 4
+
+    def cos(v):
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return v @ v.T
+
+    target = cos(encode_texts(base, sample))
+    errors = {}
+    for init in ("orthogonal", "principal"):
+        cfg = _cfg(tmp_path / init, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
+                   f"model.matryoshka_dims=[{small}]", f"model.head_init={init}")
+        model = build_model(cfg).model
+        out = encode_texts(LoadedEmbedder(model, base.tokenizer, base.path), sample, all_dims=True)
+        errors[init] = np.abs(cos(out[small]) - target).mean()
+        if init == "principal":
+            kernel = np.asarray(model.matryoshka[0].kernel[...])
+            np.testing.assert_allclose(kernel.T @ kernel, np.eye(small), atol=1e-5)
+    assert errors["principal"] < 0.7 * errors["orthogonal"], errors
+
+    # a stage whose init_from already holds the head keeps it
+    run = tmp_path / "stage"
+    train(_cfg(run, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
+               f"model.matryoshka_dims=[{small}]", "model.head_init=principal", "steps=1", "save_every=1"))
+    saved = np.asarray(load_export_source(run).loaded.model.matryoshka[0].kernel[...])
+    again = build_model(_cfg(tmp_path / "next", student, texts, f"distill.teacher_vectors={vectors}",
+                             "model.head_dim=24", f"model.matryoshka_dims=[{small}]", "model.head_init=principal",
+                             f"init_from={run}")).model
+    np.testing.assert_array_equal(np.asarray(again.matryoshka[0].kernel[...]), saved)

@@ -94,7 +94,8 @@ def load_export_source(path: str | os.PathLike) -> ExportSource:
     if not config_path.exists():
         raise InputError("run directory lacks config.yaml (which names the model it started from)", run_dir)
     cfg = load_config(config_path)
-    cfg.init_from = ""  # the checkpoint below replaces every parameter
+    cfg.init_from = ""  # the checkpoint below replaces every parameter,
+    cfg.model.head_init = "normal"  # so how new heads would start does not matter either
     loaded = build_model(cfg)
     load_checkpoint_params(loaded.model, run_dir, step, require_all=True)
     return ExportSource(loaded, f"{run_dir} step {step}")

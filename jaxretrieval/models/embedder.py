@@ -154,8 +154,8 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
     gives exactly the student's own cosines, so distillation starts from the student's retrieval quality instead
     of from a random projection that stage 1 must first fit to the teacher (which, at small data scale, costs
     more than it returns: see the issue-5 notes)."""
-    if head_init not in ("normal", "orthogonal"):
-        raise ValueError(f"head_init must be normal or orthogonal, got {head_init!r}")
+    if head_init not in ("normal", "orthogonal", "principal"):
+        raise ValueError(f"head_init must be normal, orthogonal or principal, got {head_init!r}")
     spec = model.spec
     dense = spec.dense
     if head_dim:
@@ -166,7 +166,7 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
     new = Embedder(model.encoder, new_spec, rngs=nnx.Rngs(seed))
     for old_layer, new_layer in zip(model.dense, new.dense):
         nnx.update(new_layer, nnx.state(old_layer))
-    if head_init == "orthogonal":
+    if head_init != "normal":  # principal: narrow heads are set later from data (principal_head_init)
         fresh = list(new.dense)[len(model.dense):] + list(new.matryoshka)
         keys = jax.random.split(jax.random.key(seed), max(len(fresh), 1))
         for key, layer in zip(keys, fresh):
@@ -175,3 +175,28 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
             if layer.bias is not None:
                 layer.bias[...] = jnp.zeros_like(layer.bias[...])
     return new
+
+
+def principal_head_init(loaded, heads: list[int], texts: list[str]) -> None:
+    """Set Matryoshka heads `heads` (indices into model.matryoshka, each narrower than the pooled vector) to the top
+    right singular vectors of the normalized pooled vectors of `texts`, with zero bias.
+
+    Uncentered on purpose: with no bias the head's cosines are those of the rank-d approximation of the texts'
+    Gram matrix, the closest any d-dimensional linear map gets to the student's own cosines. A random projection
+    to 1/4 of the dims, by contrast, starts a Matryoshka head far below the full-dimension quality, and the low
+    learning rate of a last all-parameter stage does not make that up."""
+    import numpy as np
+
+    from jaxretrieval.inference import encode_texts
+
+    model = loaded.model
+    pooled_only = Embedder(model.encoder, dataclasses.replace(model.spec, dense=(), normalize=True,
+                                                             matryoshka_dims=()))
+    x = encode_texts(type(loaded)(pooled_only, loaded.tokenizer, loaded.path), texts)  # float32[N, H]
+    _, _, vt = np.linalg.svd(np.asarray(x, np.float64), full_matrices=False)
+    for i in heads:
+        layer = model.matryoshka[i]
+        d = layer.kernel[...].shape[1]
+        layer.kernel[...] = jnp.asarray(vt[:d].T, layer.kernel[...].dtype)
+        if layer.bias is not None:
+            layer.bias[...] = jnp.zeros_like(layer.bias[...])

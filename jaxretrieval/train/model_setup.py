@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import jax.numpy as jnp
+import numpy as np
 
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
@@ -18,6 +19,8 @@ from jaxretrieval.models.embedder import Embedder, with_heads
 from jaxretrieval.models.params import flat_params, set_flat_params
 
 log = logging.getLogger(__name__)
+
+PRINCIPAL_SAMPLE = 2048  # training texts whose pooled vectors give head_init=principal its directions
 
 
 def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_all: bool = False) -> list[str]:
@@ -60,9 +63,10 @@ def build_model(cfg: TrainConfig):
     return build_embedder(cfg)
 
 
-def _finish(cfg: TrainConfig, model) -> None:
+def _finish(cfg: TrainConfig, model) -> set[str] | None:
     """LoRA adapters on the encoder, then parameters from init_from (adapters first, so a LoRA run's checkpoint
-    meets the structure it was saved from)."""
+    meets the structure it was saved from). Returns the parameter names init_from lacked (None: no init_from,
+    everything is as built)."""
     from jaxretrieval.models.lora import add_lora
 
     m = cfg.model
@@ -72,14 +76,14 @@ def _finish(cfg: TrainConfig, model) -> None:
         except ValueError as e:
             raise InputError(str(e), "config", field="model.lora_targets") from None
         log.info("LoRA rank %d on %d linear layers", m.lora_rank, count)
-    _init_from(cfg, model)
+    return _init_from(cfg, model)
 
 
-def _init_from(cfg: TrainConfig, model) -> None:
+def _init_from(cfg: TrainConfig, model) -> set[str] | None:
     from jaxretrieval.train.checkpoint import find_checkpoint
 
     if not cfg.init_from:
-        return
+        return None
     found = find_checkpoint(cfg.init_from)
     if found is None:
         raise InputError("init_from must be a run directory or RUN/checkpoints/STEP", cfg.init_from,
@@ -88,6 +92,7 @@ def _init_from(cfg: TrainConfig, model) -> None:
     if fresh:
         log.warning("init_from %s: %d parameters not in the checkpoint start fresh, e.g. %s", cfg.init_from,
                     len(fresh), fresh[:3])
+    return set(fresh)
 
 
 def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
@@ -102,5 +107,27 @@ def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
         except ValueError as e:
             raise InputError(str(e), "config", field="model.matryoshka_dims") from None
         loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
-    _finish(cfg, loaded.model)
+    fresh = _finish(cfg, loaded.model)
+    if m.head_init == "principal":
+        _principal_heads(cfg, loaded, fresh)
     return loaded
+
+
+def _principal_heads(cfg: TrainConfig, loaded: LoadedEmbedder, fresh: set[str] | None) -> None:
+    """Fresh Matryoshka heads narrower than the pooled vector start from the student's principal directions on
+    a sample of the training texts (after init_from, so they see the encoder they will train with)."""
+    from jaxretrieval.data.jsonl import read_texts
+    from jaxretrieval.models.embedder import principal_head_init
+
+    model = loaded.model
+    pooled = model.encoder.hidden_size * len(model.spec.pooling)
+    heads = [i for i, d in enumerate(model.spec.matryoshka_dims[:len(model.matryoshka)])
+             if d < pooled and (fresh is None or f"matryoshka.{i}.kernel" in fresh)]
+    if not heads:
+        return
+    texts = read_texts(cfg.data.train)
+    rng = np.random.default_rng(cfg.seed)
+    sample = [texts[i] for i in sorted(rng.choice(len(texts), min(PRINCIPAL_SAMPLE, len(texts)), replace=False))]
+    principal_head_init(loaded, heads, sample)
+    log.info("head_init principal: Matryoshka heads %s from %d training texts",
+             [model.spec.matryoshka_dims[i] for i in heads], len(sample))
