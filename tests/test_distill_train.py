@@ -187,7 +187,7 @@ def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup
     from jaxretrieval.convert.st_import import LoadedEmbedder
     from jaxretrieval.train.model_setup import build_model
 
-    root, student, _, texts, vectors = setup
+    _, student, _, texts, vectors = setup
     base = load_embedder(student)
     sample = read_texts(texts)
     hidden = base.model.dim
