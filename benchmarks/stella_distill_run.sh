@@ -6,7 +6,7 @@
 # RECIPE: config overrides for every stage; S1, S2, S3: for one stage.
 # The text set is built in two parts, so the first (809 SciFact train queries, 600 corpus documents, 3,000 STS-B
 # train sentences; ~11 min of teacher encoding here) can be reused when the second (documents up to $DOCS, STS-B
-# train sentences up to $STS_N) is added. About 75 minutes on a 2-core CPU, half of it teacher encoding.
+# train sentences up to $STS_N) is added. About 100 minutes on a 2-core CPU: 21 of teacher encoding, then ~15 a stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
