@@ -7,12 +7,16 @@ directory in that layout imports with exact numerical parity and exports back th
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxretrieval.models import layers
+
+if TYPE_CHECKING:  # st_import imports this module
+    from jaxretrieval.convert.st_import import LoadedEmbedder
 
 # Order in which sentence-transformers concatenates pooling outputs when several modes are on.
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
@@ -177,7 +181,7 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
     return new
 
 
-def principal_head_init(loaded, heads: list[int], texts: list[str]) -> None:
+def principal_head_init(loaded: LoadedEmbedder, heads: list[int], texts: list[str]) -> None:
     """Set Matryoshka heads `heads` (indices into model.matryoshka, each narrower than the pooled vector) to the top
     right singular vectors of the normalized pooled vectors of `texts`, with zero bias.
 
@@ -187,12 +191,13 @@ def principal_head_init(loaded, heads: list[int], texts: list[str]) -> None:
     learning rate of a last all-parameter stage does not make that up."""
     import numpy as np
 
+    from jaxretrieval.convert.st_import import LoadedEmbedder
     from jaxretrieval.inference import encode_texts
 
     model = loaded.model
     pooled_only = Embedder(model.encoder, dataclasses.replace(model.spec, dense=(), normalize=True,
                                                              matryoshka_dims=()))
-    x = encode_texts(type(loaded)(pooled_only, loaded.tokenizer, loaded.path), texts)  # float32[N, H]
+    x = encode_texts(LoadedEmbedder(pooled_only, loaded.tokenizer, loaded.path), texts)  # float32[N, H]
     _, _, vt = np.linalg.svd(np.asarray(x, np.float64), full_matrices=False)
     for i in heads:
         layer = model.matryoshka[i]
