@@ -94,9 +94,7 @@ def load_export_source(path: str | os.PathLike) -> ExportSource:
     if not config_path.exists():
         raise InputError("run directory lacks config.yaml (which names the model it started from)", run_dir)
     cfg = load_config(config_path)
-    cfg.init_from = ""  # the checkpoint below replaces every parameter,
-    cfg.model.head_init = "normal"  # so how new heads would start does not matter either
-    loaded = build_model(cfg)
+    loaded = build_model(cfg, initialize=False)  # the checkpoint below replaces every parameter
     load_checkpoint_params(loaded.model, run_dir, step, require_all=True)
     return ExportSource(loaded, f"{run_dir} step {step}")
 
@@ -174,7 +172,7 @@ def _write_sentence_transformers(loaded: LoadedEmbedder, out: Path, dtype: str) 
     # Matryoshka heads map the pooled vector to their dim, as Stella v5 ships them: one `<idx>_Dense_<dim>` folder
     # each, beside the main head. modules.json uses the main output; point its Dense entry at another folder (or
     # see matryoshka.json) to serve a smaller dimension.
-    pooled = loaded.model.encoder.hidden_size * len(spec.pooling)
+    pooled = loaded.model.pooled_dim
     for i, dim in enumerate(heads):
         _write_dense(out / f"{first_dense}_Dense_{dim}", DenseSpec(pooled, dim), params, f"matryoshka.{i}", dtype)
     if spec.matryoshka_dims:

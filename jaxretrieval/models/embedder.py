@@ -102,8 +102,8 @@ class Embedder(nnx.Module):
         self.spec = spec
         self.dense = nnx.List([layers.linear(d.in_features, d.out_features, rngs, jnp.float32, use_bias=d.bias)
                                for d in spec.dense])
-        pooled = encoder.hidden_size * len(spec.pooling)
-        main = spec.dense[-1].out_features if spec.dense else pooled
+        pooled = self.pooled_dim
+        main = self.dim
         for d in spec.matryoshka_dims:
             if d == main or (spec.matryoshka_mode == "slice" and d > main):
                 raise ValueError(f"Matryoshka dim {d} must differ from (and, sliced, be below) the main dim {main}")
@@ -111,10 +111,13 @@ class Embedder(nnx.Module):
         self.matryoshka = nnx.List([layers.linear(pooled, d, rngs, jnp.float32) for d in heads])
 
     @property
-    def dim(self) -> int:
-        if self.spec.dense:
-            return self.spec.dense[-1].out_features
+    def pooled_dim(self) -> int:
+        """Width of the pooled vector, which Dense layers and Matryoshka heads read."""
         return self.encoder.hidden_size * len(self.spec.pooling)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dense[-1].out_features if self.spec.dense else self.pooled_dim
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -163,7 +166,7 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
     spec = model.spec
     dense = spec.dense
     if head_dim:
-        in_features = dense[-1].out_features if dense else model.encoder.hidden_size * len(spec.pooling)
+        in_features = model.dim
         dense = dense + (DenseSpec(in_features, head_dim),)
     new_spec = dataclasses.replace(spec, dense=dense, normalize=spec.normalize or bool(head_dim),
                                    matryoshka_dims=tuple(matryoshka_dims), matryoshka_mode=matryoshka_mode)

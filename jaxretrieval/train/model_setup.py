@@ -43,13 +43,16 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
     return missing
 
 
-def build_model(cfg: TrainConfig):
-    """LoadedEmbedder for the dense and distill tasks, LoadedColBERT for colbert, LoadedReranker for reranker."""
+def build_model(cfg: TrainConfig, initialize: bool = True):
+    """LoadedEmbedder for the dense and distill tasks, LoadedColBERT for colbert, LoadedReranker for reranker.
+
+    initialize=False skips what only a training start needs (init_from, data-dependent head initialization): for
+    callers that load a whole checkpoint over the result."""
     if cfg.task == "colbert":
         from jaxretrieval.convert.colbert_io import load_colbert
 
         loaded = load_colbert(cfg.model.path, cfg.colbert, seed=cfg.seed)
-        _finish(cfg, loaded.model)
+        _finish(cfg, loaded.model, initialize)
         return loaded
     if cfg.task == "reranker":
         from jaxretrieval.convert.reranker_io import load_reranker
@@ -58,12 +61,12 @@ def build_model(cfg: TrainConfig):
         dtype = jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
         loaded = load_reranker(cfg.model.path, r.max_length, r.query_format, r.doc_format, r.special_token,
                                seed=cfg.seed, dtype=dtype)
-        _finish(cfg, loaded.model)
+        _finish(cfg, loaded.model, initialize)
         return loaded
-    return build_embedder(cfg)
+    return build_embedder(cfg, initialize)
 
 
-def _finish(cfg: TrainConfig, model) -> set[str] | None:
+def _finish(cfg: TrainConfig, model, initialize: bool = True) -> set[str] | None:
     """LoRA adapters on the encoder, then parameters from init_from (adapters first, so a LoRA run's checkpoint
     meets the structure it was saved from). Returns the parameter names init_from lacked (None: no init_from,
     everything is as built)."""
@@ -76,7 +79,7 @@ def _finish(cfg: TrainConfig, model) -> set[str] | None:
         except ValueError as e:
             raise InputError(str(e), "config", field="model.lora_targets") from None
         log.info("LoRA rank %d on %d linear layers", m.lora_rank, count)
-    return _init_from(cfg, model)
+    return _init_from(cfg, model) if initialize else None
 
 
 def _init_from(cfg: TrainConfig, model) -> set[str] | None:
@@ -95,7 +98,7 @@ def _init_from(cfg: TrainConfig, model) -> set[str] | None:
     return set(fresh)
 
 
-def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
+def build_embedder(cfg: TrainConfig, initialize: bool = True) -> LoadedEmbedder:
     m = cfg.model
     dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
     pooling = tuple(m.pooling.split(",")) if m.pooling else None
@@ -107,8 +110,8 @@ def build_embedder(cfg: TrainConfig) -> LoadedEmbedder:
         except ValueError as e:
             raise InputError(str(e), "config", field="model.matryoshka_dims") from None
         loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
-    fresh = _finish(cfg, loaded.model)
-    if m.head_init == "principal":
+    fresh = _finish(cfg, loaded.model, initialize)
+    if initialize and m.head_init == "principal":
         _principal_heads(cfg, loaded, fresh)
     return loaded
 
@@ -120,9 +123,8 @@ def _principal_heads(cfg: TrainConfig, loaded: LoadedEmbedder, fresh: set[str] |
     from jaxretrieval.models.embedder import principal_head_init
 
     model = loaded.model
-    pooled = model.encoder.hidden_size * len(model.spec.pooling)
-    heads = [i for i, d in enumerate(model.spec.matryoshka_dims[:len(model.matryoshka)])
-             if d < pooled and (fresh is None or f"matryoshka.{i}.kernel" in fresh)]
+    heads = [i for i, (d, _) in enumerate(zip(model.spec.matryoshka_dims, model.matryoshka))  # none when sliced
+             if d < model.pooled_dim and (fresh is None or f"matryoshka.{i}.kernel" in fresh)]
     if not heads:
         return
     texts = read_texts(cfg.data.train)

@@ -115,11 +115,12 @@ class RerankerTask:
         if r.loss in ("bce", "mse", "ranknet", "distill") and not scored:
             raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores (a labeled format, or "
                              f"pos_scores/neg_scores)", pairs.source, field="reranker.loss")
-        if scored and r.loss != "listwise" and r.group_size > 1:
+        use_scores = scored and r.loss != "listwise"
+        if use_scores and r.group_size > 1:
             pairs = pairs.with_negatives_only()
         require_one_batch(len(pairs), cfg.batch_size, "queries", pairs.source)
         return cls(cfg, PairGroupSource(pairs, loaded.tokenizer, cfg.batch_size, r.group_size, cfg.seed,
-                                        scored and r.loss != "listwise", r.in_batch_negatives, jax.process_index(),
+                                        use_scores, r.in_batch_negatives, jax.process_index(),
                                         jax.process_count()))
 
     def loss(self, model: CrossEncoder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
