@@ -4,6 +4,10 @@
 #   bash benchmarks/stella_distill_run.sh                      # the shipped configs as they are
 #   D=runs/x RECIPE="distill.cosine_weight=0" S1="epochs=1" bash benchmarks/stella_distill_run.sh
 # RECIPE: config overrides for every stage; S1, S2, S3: for one stage.
+# EXTRA_TEACHER: a second teacher model directory; its vectors ($D/teacher2.npy) join all-mpnet-base-v2's as
+# distill.teacher_vectors=[teacher.npy, teacher2.npy] (Jasper's multi-teacher target). Naming the student itself
+# (EXTRA_TEACHER=../shared/models/all-MiniLM-L6-v2) anchors it: the target becomes the mean of the two models'
+# similarities. A multi-teacher target is wider than the 768-d head, so it needs distill.cosine_weight=0.
 # The text set is built in two parts, so the first (809 SciFact train queries, 600 corpus documents, 3,000 STS-B
 # train sentences; ~11 min of teacher encoding here) can be reused when the second (documents up to $DOCS, STS-B
 # train sentences up to $STS_N) is added. About 100 minutes on a 2-core CPU: 21 of teacher encoding, then ~15 a stage.
@@ -29,7 +33,13 @@ if [ ! -f $D/teacher.npy ]; then
   $PY -c "import numpy as np, sys; np.save(sys.argv[3], np.concatenate([np.load(sys.argv[1]), np.load(sys.argv[2])]))" \
     $D/part1.npy $D/part2.npy $D/teacher.npy
 fi
-DATA=(data.train=$D/texts.jsonl distill.teacher_vectors=$D/teacher.npy)
+VECTORS=$D/teacher.npy
+if [ -n "${EXTRA_TEACHER:-}" ]; then
+  [ -f $D/teacher2.npy ] || $JR encode --model "$EXTRA_TEACHER" --input $D/texts.jsonl --output $D/teacher2.npy \
+    --max-length 256
+  VECTORS="[$D/teacher.npy,$D/teacher2.npy]"
+fi
+DATA=(data.train=$D/texts.jsonl "distill.teacher_vectors=$VECTORS")
 STS=../shared/data/stsbenchmark/sts-test.csv
 [ -f $D/teacher_sts.json ] || $JR eval --model "$MPNET" --sts $STS > $D/teacher_sts.json 2> $D/teacher_sts.log
 [ -f $D/student_sts.json ] || $JR eval --model ../shared/models/all-MiniLM-L6-v2 --sts $STS > $D/student_sts.json 2> $D/student_sts.log

@@ -64,7 +64,9 @@ class LossConfig:
 class DistillConfig:
     """Stella/Jasper embedding distillation (task: distill)."""
 
-    teacher_vectors: str = ""  # .npy aligned row by row with data.train's texts (from `jaxretrieval encode`)
+    # .npy files aligned row by row with data.train's texts (from `jaxretrieval encode`); several files are
+    # several teachers, combined as `encode` combines them (each normalized, concatenated, normalized again)
+    teacher_vectors: list[str] = dataclasses.field(default_factory=list)
     teachers: list[str] = dataclasses.field(default_factory=list)  # online mode: teacher model directories
     cosine_weight: float = 10.0
     similarity_weight: float = 200.0

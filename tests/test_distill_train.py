@@ -219,3 +219,22 @@ def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup
                              "model.head_dim=24", f"model.matryoshka_dims=[{small}]", "model.head_init=principal",
                              f"init_from={run}")).model
     np.testing.assert_array_equal(np.asarray(again.matryoshka[0].kernel[...]), saved)
+
+
+def test_several_teacher_files_train_like_one_combined_file(setup, tmp_path):
+    """distill.teacher_vectors=[a, b] combines per-teacher files the way `encode --model A --model B` does; with
+    the cosine and L2 terms off, the student's width need not match the combined teacher's (24 vs 24 + 16)."""
+    _, student, teacher, texts, _ = setup
+    files = {name: tmp_path / f"{name}.npy" for name in ("a", "b", "both")}
+    for name, models in (("a", [teacher]), ("b", [student]), ("both", [teacher, student])):
+        args = [x for m in models for x in ("--model", str(m))]
+        assert main(["encode", *args, "--input", str(texts), "--output", str(files[name])]) == 0
+    assert np.load(files["both"]).shape[1] == np.load(files["a"]).shape[1] + np.load(files["b"]).shape[1]
+    runs = {}
+    for name, value in (("files", f"[{files['a']},{files['b']}]"), ("combined", str(files["both"]))):
+        runs[name] = tmp_path / name
+        train(_cfg(runs[name], student, texts, f"distill.teacher_vectors={value}", "model.head_dim=24",
+                   "distill.cosine_weight=0", "model.dropout=false", "steps=2"))
+    a, b = _metrics(runs["files"]), _metrics(runs["combined"])
+    assert "cosine" not in a[0] and np.isfinite([m["loss"] for m in a]).all()
+    np.testing.assert_allclose([m["loss"] for m in a], [m["loss"] for m in b], atol=1e-5)

@@ -42,12 +42,17 @@ def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
     return vectors
 
 
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 @dataclasses.dataclass
 class TextBatchSource:
     """This process's rows of each global batch: student tokens, and teacher vectors or teacher tokens."""
 
     student: TokenTable
-    teacher_vectors: np.ndarray | None  # float[N, Dt] (memory-mapped)
+    teacher_vectors: list[np.ndarray]  # one float[N, Dt] per teacher file (memory-mapped); empty for online
     teacher_tables: list[TokenTable]  # online teachers' tokens, one table per teacher
     pad_ids: list[int]  # student's, then each online teacher's
     global_batch: int
@@ -64,7 +69,7 @@ class TextBatchSource:
 
     def fingerprint(self) -> dict:
         return {"texts": len(self.student.offsets) - 1, "source": self.source,
-                "teacher_dim": None if self.teacher_vectors is None else int(self.teacher_vectors.shape[1])}
+                "teacher_dim": sum(int(v.shape[1]) for v in self.teacher_vectors) or None}
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         epoch, index = divmod(step, self.steps_per_epoch)
@@ -83,8 +88,10 @@ class TextBatchSource:
             ids, mask = _pad_rows(table, mine, table.padded_length(rows), pad_id)
             prefix = "" if k == 0 else f"teacher{k - 1}_"
             out[prefix + "ids"], out[prefix + "mask"] = ids, mask
-        if self.teacher_vectors is not None:
-            out["teacher"] = np.asarray(self.teacher_vectors[mine], np.float32)
+        if len(self.teacher_vectors) == 1:
+            out["teacher"] = np.asarray(self.teacher_vectors[0][mine], np.float32)
+        elif self.teacher_vectors:  # each teacher normalized here; the loss's teacher_target normalizes the whole
+            out["teacher"] = np.concatenate([_unit_rows(v[mine]) for v in self.teacher_vectors], axis=1)
         return out
 
 
@@ -96,6 +103,7 @@ class DistillTask:
     teacher_graphdefs: list[Any]
     matryoshka_dims: tuple[int, ...]
     main_dim: int
+    pointwise: bool  # the main output gets the cosine and L2 terms (its width equals the teacher's)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DistillTask":
@@ -105,10 +113,10 @@ class DistillTask:
         tok = loaded.tokenizer
         student = TokenTable.build(tok, texts, "doc", min(d.max_length, tok.max_length),
                                    cfg.data.length_buckets_per_octave)
-        vectors, tables, pad_ids, graphdefs, aux = None, [], [tok.pad_id], [], {}
+        vectors, tables, pad_ids, graphdefs, aux = [], [], [tok.pad_id], [], {}
         if d.teacher_vectors:
-            vectors = load_teacher_vectors(d.teacher_vectors, len(texts), cfg.data.train)
-            teacher_dim = vectors.shape[1]
+            vectors = [load_teacher_vectors(path, len(texts), cfg.data.train) for path in d.teacher_vectors]
+            teacher_dim = sum(v.shape[1] for v in vectors)
         else:
             teacher_dim = 0
             for k, path in enumerate(d.teachers):
@@ -121,13 +129,17 @@ class DistillTask:
                 graphdefs.append(graphdef)
                 aux[f"teacher{k}"] = params
                 teacher_dim += teacher.model.dim
-        if loaded.model.dim != teacher_dim:
+        # Only the cosine and L2 terms compare vectors coordinate by coordinate; the similarity and relative terms
+        # compare in-batch similarity matrices, so without the former the student may keep any output width.
+        pointwise = bool(d.cosine_weight or d.l2_weight)
+        if pointwise and loaded.model.dim != teacher_dim:
             raise InputError(f"the student's output dim {loaded.model.dim} must equal the teacher dim {teacher_dim} "
-                             f"(set model.head_dim={teacher_dim} to add a projection head)", "config",
+                             f"for the cosine and L2 terms (set model.head_dim={teacher_dim} to add a projection "
+                             f"head, or set distill.cosine_weight and distill.l2_weight to 0)", "config",
                              field="model.head_dim")
         source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
                                  cfg.data.group_by_length, jax.process_index(), jax.process_count())
-        return cls(cfg, source, aux, graphdefs, tuple(loaded.model.spec.matryoshka_dims), loaded.model.dim)
+        return cls(cfg, source, aux, graphdefs, tuple(loaded.model.spec.matryoshka_dims), loaded.model.dim, pointwise)
 
     def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
         return self.loss_from_reps({"text": model.embed_all(batch["ids"], batch["mask"], dropout_key=dropout_key)},
@@ -154,7 +166,7 @@ class DistillTask:
         weights = dict(cosine_weight=d.cosine_weight, similarity_weight=d.similarity_weight,
                        relative_weight=d.relative_weight, l2_weight=d.l2_weight, margin=d.margin,
                        chunk=d.relative_chunk)
-        total, terms = stella_loss(outs[main], target, full_dimension=True, **weights)
+        total, terms = stella_loss(outs[main], target, full_dimension=self.pointwise, **weights)
         metrics = dict(terms)
         for dim in self.matryoshka_dims:
             part, part_terms = stella_loss(outs[dim], target, full_dimension=False, **weights)
