@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # The issue-5 real run: all-mpnet-base-v2 -> all-MiniLM-L6-v2 through the three Stella stages, stage 3 with three
-# seeds, then a summary table. Each step's log is under $D (default runs/distill3).
+# seeds, then a summary table. Each step's log is under $D (default runs/distill4).
 #   bash benchmarks/stella_distill_run.sh                      # the shipped configs as they are
 #   D=runs/x RECIPE="distill.cosine_weight=0" S1="epochs=1" bash benchmarks/stella_distill_run.sh
 # RECIPE: config overrides for every stage; S1, S2, S3: for one stage.
-# EXTRA_TEACHER: a second teacher model directory; its vectors ($D/teacher2.npy) join all-mpnet-base-v2's as
-# distill.teacher_vectors=[teacher.npy, teacher2.npy] (Jasper's multi-teacher target). Naming the student itself
-# (EXTRA_TEACHER=../shared/models/all-MiniLM-L6-v2) anchors it: the target becomes the mean of the two models'
-# similarities. A multi-teacher target is wider than the 768-d head, so it needs distill.cosine_weight=0.
+# EXTRA_TEACHER (default: the student, all-MiniLM-L6-v2): a second teacher model directory; its vectors
+# ($D/teacher2.npy) join all-mpnet-base-v2's as distill.teacher_vectors=[teacher.npy, teacher2.npy] (Jasper's
+# multi-teacher target). The student itself anchors the target: the mean of the two models' similarities (see
+# configs/stella_stage1.yaml). EXTRA_TEACHER=none distills from MPNet alone. A multi-teacher target is wider than
+# the 768-d head, which the similarity terms allow (distill.cosine_weight 0).
 # The text set is built in two parts, so the first (809 SciFact train queries, 600 corpus documents, 3,000 STS-B
 # train sentences; ~11 min of teacher encoding here) can be reused when the second (documents up to $DOCS, STS-B
-# train sentences up to $STS_N) is added. About 100 minutes on a 2-core CPU: 21 of teacher encoding, then ~15 a stage.
+# train sentences up to $STS_N) is added. About 2 hours on a 2-core CPU:
+# 21 min of teacher encoding, 3 of student encoding, then 10-20 a stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 JR=.venv/bin/jaxretrieval
-D=${D:-runs/distill3}
+D=${D:-runs/distill4}
 DOCS=${DOCS:-1600}
 STS_N=${STS_N:-100000}
 read -r -a RECIPE <<< "${RECIPE:-}"
@@ -34,7 +36,8 @@ if [ ! -f $D/teacher.npy ]; then
     $D/part1.npy $D/part2.npy $D/teacher.npy
 fi
 VECTORS=$D/teacher.npy
-if [ -n "${EXTRA_TEACHER:-}" ]; then
+EXTRA_TEACHER=${EXTRA_TEACHER:-../shared/models/all-MiniLM-L6-v2}
+if [ "$EXTRA_TEACHER" != none ]; then
   [ -f $D/teacher2.npy ] || $JR encode --model "$EXTRA_TEACHER" --input $D/texts.jsonl --output $D/teacher2.npy \
     --max-length 256
   VECTORS="[$D/teacher.npy,$D/teacher2.npy]"
