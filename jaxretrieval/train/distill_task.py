@@ -88,9 +88,7 @@ class TextBatchSource:
             ids, mask = _pad_rows(table, mine, table.padded_length(rows), pad_id)
             prefix = "" if k == 0 else f"teacher{k - 1}_"
             out[prefix + "ids"], out[prefix + "mask"] = ids, mask
-        if len(self.teacher_vectors) == 1:
-            out["teacher"] = np.asarray(self.teacher_vectors[0][mine], np.float32)
-        elif self.teacher_vectors:  # each teacher normalized here; the loss's teacher_target normalizes the whole
+        if self.teacher_vectors:  # each teacher normalized here; the loss's teacher_target normalizes the whole
             out["teacher"] = np.concatenate([_unit_rows(v[mine]) for v in self.teacher_vectors], axis=1)
         return out
 
