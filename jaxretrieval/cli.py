@@ -75,17 +75,21 @@ def cmd_encode(args) -> int:
     out = Path(args.output)
     if out.suffix != ".npy":
         raise InputError("output must end in .npy", out)
+    weights = args.teacher_weight or None
+    if weights and (len(weights) != len(args.model) or min(weights) <= 0):
+        raise InputError(f"--teacher-weight needs one positive weight per --model ({len(args.model)}), got "
+                         f"{weights}", "command line", field="--teacher-weight")
     texts = read_texts(args.input)
     parts = [encode_texts(_load(args, path), texts, args.kind, args.batch_size, progress=True, desc=Path(path).name)
              for path in args.model]
-    if len(parts) == 1:
+    if len(parts) == 1 and not weights:
         vectors = parts[0]
     else:
         import numpy as np
 
         from jaxretrieval.losses.distill import teacher_target
 
-        vectors = np.asarray(teacher_target(parts))
+        vectors = np.asarray(teacher_target(parts, weights))
     vectors = vectors.astype(args.dtype)
     save_npy_atomic(out, vectors)
     print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} {args.dtype} to {out}", file=sys.stderr)
@@ -226,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or .jsonl {query, pos, neg} (flattened: each distinct text once)")
     p.add_argument("--output", required=True, help="output .npy path")
     p.add_argument("--kind", choices=["query", "doc"], default="doc", help="which prompt to prepend")
+    p.add_argument("--teacher-weight", type=float, action="append",
+                   help="one per --model, in order (as distill.teacher_weights): each model's normalized vectors "
+                        "are scaled by the weight's square root before the concatenation")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("eval", help="retrieval metrics on a BEIR directory and/or STS Spearman (one JSON line on "

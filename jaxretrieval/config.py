@@ -68,6 +68,9 @@ class DistillConfig:
     # several teachers, combined as `encode` combines them (each normalized, concatenated, normalized again)
     teacher_vectors: list[str] = dataclasses.field(default_factory=list)
     teachers: list[str] = dataclasses.field(default_factory=list)  # online mode: teacher model directories
+    # one weight per teacher (file or model), in order; the target's similarity of two texts is the weighted mean
+    # of the teachers' cosines. Empty: equal weights (Jasper)
+    teacher_weights: list[float] = dataclasses.field(default_factory=list)
     cosine_weight: float = 10.0
     similarity_weight: float = 200.0
     relative_weight: float = 20.0
@@ -172,6 +175,7 @@ class TrainConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def validate(self, source: str = "config") -> None:
+        num_teachers = len(self.distill.teacher_vectors or self.distill.teachers)
         checks = [
             (bool(self.output_dir), "output_dir", "must be set"),
             (bool(self.model.path), "model.path", "must be set"),
@@ -221,6 +225,9 @@ class TrainConfig:
             (self.model.lora_alpha > 0, "model.lora_alpha", "must be > 0"),
             (self.task != "distill" or bool(self.distill.teacher_vectors) != bool(self.distill.teachers),
              "distill.teacher_vectors", "or distill.teachers (exactly one) must be set for task distill"),
+            (not self.distill.teacher_weights or len(self.distill.teacher_weights) == num_teachers,
+             "distill.teacher_weights", f"needs one weight per teacher, and there are {num_teachers}"),
+            (all(w > 0 for w in self.distill.teacher_weights), "distill.teacher_weights", "must be positive"),
             (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),
             (self.grad_cache_chunk >= 0 and (not self.grad_cache_chunk or self.batch_size % self.grad_cache_chunk == 0),
              "grad_cache_chunk", "must be >= 0 and divide batch_size"),

@@ -121,6 +121,8 @@ def test_distill_input_errors_before_any_step(setup, tmp_path):
         ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "optimizer.trainable=encoder.layerz.*"],
          r"\[optimizer.trainable\]: pattern 'encoder.layerz.\*' matches no parameter"),
         ([], r"distill.teacher_vectors.*exactly one"),
+        ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "distill.teacher_weights=[0.5,0.5]"],
+         r"\[distill.teacher_weights\]: .*one weight per teacher, and there are 1 \(got \[0.5, 0.5\]\)"),
     ]
     for extra, message in cases:
         out = tmp_path / "err"
@@ -222,19 +224,28 @@ def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup
 
 
 def test_several_teacher_files_train_like_one_combined_file(setup, tmp_path):
-    """distill.teacher_vectors=[a, b] combines per-teacher files the way `encode --model A --model B` does; with
-    the cosine and L2 terms off, the student's width need not match the combined teacher's (24 vs 24 + 16)."""
+    """distill.teacher_vectors=[a, b] combines per-teacher files the way `encode --model A --model B` does, weights
+    included; with the cosine and L2 terms off, the student's width need not match the combined teacher's
+    (24 vs 24 + 16)."""
     _, student, teacher, texts, _ = setup
-    files = {name: tmp_path / f"{name}.npy" for name in ("a", "b", "both")}
-    for name, models in (("a", [teacher]), ("b", [student]), ("both", [teacher, student])):
+    files = {name: tmp_path / f"{name}.npy" for name in ("a", "b", "both", "weighted")}
+    weighted = ["--teacher-weight", "0.3", "--teacher-weight", "0.7"]
+    for name, models, extra in (("a", [teacher], []), ("b", [student], []), ("both", [teacher, student], []),
+                                ("weighted", [teacher, student], weighted)):
         args = [x for m in models for x in ("--model", str(m))]
-        assert main(["encode", *args, "--input", str(texts), "--output", str(files[name])]) == 0
+        assert main(["encode", *args, *extra, "--input", str(texts), "--output", str(files[name])]) == 0
     assert np.load(files["both"]).shape[1] == np.load(files["a"]).shape[1] + np.load(files["b"]).shape[1]
+    pair = f"[{files['a']},{files['b']}]"
     runs = {}
-    for name, value in (("files", f"[{files['a']},{files['b']}]"), ("combined", str(files["both"]))):
-        runs[name] = tmp_path / name
-        train(_cfg(runs[name], student, texts, f"distill.teacher_vectors={value}", "model.head_dim=24",
-                   "distill.cosine_weight=0", "model.dropout=false", "steps=2"))
-    a, b = _metrics(runs["files"]), _metrics(runs["combined"])
-    assert "cosine" not in a[0] and np.isfinite([m["loss"] for m in a]).all()
-    np.testing.assert_allclose([m["loss"] for m in a], [m["loss"] for m in b], atol=1e-5)
+    for name, extra in (("files", [f"distill.teacher_vectors={pair}"]),
+                        ("combined", [f"distill.teacher_vectors={files['both']}"]),
+                        ("files_weighted", [f"distill.teacher_vectors={pair}", "distill.teacher_weights=[0.3,0.7]"]),
+                        ("combined_weighted", [f"distill.teacher_vectors={files['weighted']}"])):
+        train(_cfg(tmp_path / name, student, texts, *extra, "model.head_dim=24", "distill.cosine_weight=0",
+                   "model.dropout=false", "steps=2"))
+        runs[name] = _metrics(tmp_path / name)
+    losses = {name: [m["loss"] for m in ms] for name, ms in runs.items()}
+    assert "cosine" not in runs["files"][0] and np.isfinite(losses["files"]).all()
+    np.testing.assert_allclose(losses["files"], losses["combined"], atol=1e-5)
+    np.testing.assert_allclose(losses["files_weighted"], losses["combined_weighted"], atol=1e-5)
+    assert np.abs(np.subtract(losses["files_weighted"], losses["files"])).max() > 1e-4  # the weights matter

@@ -96,3 +96,13 @@ def test_teacher_target_normalizes_each_teacher_then_the_concatenation():
     a, b = np.array([[3.0, 4.0]]), np.array([[0.0, 0.0, 2.0]])
     out = np.asarray(teacher_target([a, b]))
     np.testing.assert_allclose(out, np.array([[0.6, 0.8, 0, 0, 1.0]]) / np.sqrt(2), rtol=1e-6)
+
+
+def test_weighted_teacher_target_cosine_is_the_weighted_mean_of_teacher_cosines():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(5, 4)), rng.normal(size=(5, 6))
+    out = np.asarray(teacher_target([a, b], [0.3, 0.7]))
+    cos = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T  # noqa: E731
+    np.testing.assert_allclose(out @ out.T, 0.3 * cos(a) + 0.7 * cos(b), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(teacher_target([a, b], [2.0, 2.0])), np.asarray(teacher_target([a, b])),
+                               atol=1e-6)

@@ -72,12 +72,17 @@ def relative_similarity_loss(s: jax.Array, t: jax.Array, margin: float = 0.015, 
     return total / jnp.maximum(count, 1).astype(jnp.float32)
 
 
-def teacher_target(teachers: list[jax.Array]) -> jax.Array:
-    """Each teacher's vectors normalized, concatenated, normalized again: float32[B, ΣDt]."""
+def teacher_target(teachers: list[jax.Array], weights: list[float] | None = None) -> jax.Array:
+    """Each teacher's vectors normalized, concatenated, normalized again: float32[B, ΣDt].
+
+    With weights w_k, teacher k's unit vectors are scaled by √w_k before the concatenation, so the target's
+    cosine of two texts is Σ w_k cos_k / Σ w_k: the weighted mean of the teachers' cosines (equal weights: the
+    plain mean, Jasper's multi-teacher target)."""
     def unit(x):
         x = x.astype(jnp.float32)
         return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    return unit(jnp.concatenate([unit(t) for t in teachers], axis=-1))
+    scales = [1.0] * len(teachers) if not weights else [float(w) ** 0.5 for w in weights]
+    return unit(jnp.concatenate([a * unit(t) for a, t in zip(scales, teachers, strict=True)], axis=-1))
 
 
 def stella_loss(s: jax.Array, t: jax.Array, *, cosine_weight: float = 10.0, similarity_weight: float = 200.0,

@@ -42,11 +42,6 @@ def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
     return vectors
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 @dataclasses.dataclass
 class TextBatchSource:
     """This process's rows of each global batch: student tokens, and teacher vectors or teacher tokens."""
@@ -88,8 +83,8 @@ class TextBatchSource:
             ids, mask = _pad_rows(table, mine, table.padded_length(rows), pad_id)
             prefix = "" if k == 0 else f"teacher{k - 1}_"
             out[prefix + "ids"], out[prefix + "mask"] = ids, mask
-        if self.teacher_vectors:  # each teacher normalized here; the loss's teacher_target normalizes the whole
-            out["teacher"] = np.concatenate([_unit_rows(v[mine]) for v in self.teacher_vectors], axis=1)
+        for k, vectors in enumerate(self.teacher_vectors):  # combined by teacher_target inside the step
+            out[f"teacher_vectors{k}"] = np.asarray(vectors[mine])
         return out
 
 
@@ -155,12 +150,12 @@ class DistillTask:
         d = self.cfg.distill
         outs = reps["text"]
         main = self.main_dim
-        if "teacher" in batch:
-            target = teacher_target([batch["teacher"]])
+        if self.source.teacher_vectors:
+            vectors = [batch[f"teacher_vectors{k}"] for k in range(len(self.source.teacher_vectors))]
         else:
             vectors = [nnx.merge(g, aux[f"teacher{k}"])(batch[f"teacher{k}_ids"], batch[f"teacher{k}_mask"])
                        for k, g in enumerate(self.teacher_graphdefs)]
-            target = jax.lax.stop_gradient(teacher_target(vectors))
+        target = jax.lax.stop_gradient(teacher_target(vectors, d.teacher_weights))
         weights = dict(cosine_weight=d.cosine_weight, similarity_weight=d.similarity_weight,
                        relative_weight=d.relative_weight, l2_weight=d.l2_weight, margin=d.margin,
                        chunk=d.relative_chunk)
