@@ -78,6 +78,11 @@ class DistillConfig:
     margin: float = 0.015
     relative_chunk: int = 1024  # rows of the pairs-of-pairs matrix per chunk (bounded memory)
     max_length: int = 256  # token limit for student and online teachers
+    # > 0: each batch is batch_size / neighbour_group groups of teacher-space nearest neighbours instead of random
+    # texts (topic-aware sampling; data/neighbour_batches.py), searched within shuffled windows of neighbour_window
+    # texts. Needs teacher_vectors.
+    neighbour_group: int = 0
+    neighbour_window: int = 16384
 
 
 @dataclasses.dataclass
@@ -228,6 +233,10 @@ class TrainConfig:
             (not self.distill.teacher_weights or len(self.distill.teacher_weights) == num_teachers,
              "distill.teacher_weights", f"needs one weight per teacher, and there are {num_teachers}"),
             (all(w > 0 for w in self.distill.teacher_weights), "distill.teacher_weights", "must be positive"),
+            (self.distill.neighbour_group >= 0 and (not self.distill.neighbour_group or (
+                self.distill.teacher_vectors and self.distill.neighbour_window >= self.distill.neighbour_group)),
+             "distill.neighbour_group", "must be >= 0, needs distill.teacher_vectors, and must not exceed "
+             "distill.neighbour_window"),
             (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),
             (self.grad_cache_chunk >= 0 and (not self.grad_cache_chunk or self.batch_size % self.grad_cache_chunk == 0),
              "grad_cache_chunk", "must be >= 0 and divide batch_size"),

@@ -121,6 +121,8 @@ def test_distill_input_errors_before_any_step(setup, tmp_path):
         ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "optimizer.trainable=encoder.layerz.*"],
          r"\[optimizer.trainable\]: pattern 'encoder.layerz.\*' matches no parameter"),
         ([], r"distill.teacher_vectors.*exactly one"),
+        ([f"distill.teachers=[{teacher}]", "model.head_dim=24", "distill.neighbour_group=4"],
+         r"\[distill.neighbour_group\]: .*needs distill.teacher_vectors"),
         ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "distill.teacher_weights=[0.5,0.5]"],
          r"\[distill.teacher_weights\]: .*one weight per teacher, and there are 1 \(got \[0.5, 0.5\]\)"),
     ]
@@ -140,6 +142,20 @@ def test_layer_slice_pattern_trains_only_the_last_layer_and_head(setup, tmp_path
     after = flat_params(load_export_source(out).loaded.model)
     changed = {k for k in before if not np.array_equal(before[k], after[k])}
     assert changed and all(k.startswith("encoder.layers.1.") for k in changed)  # 2 layers: only the last moved
+
+
+def test_neighbour_batches_train_and_resume_exactly(setup, tmp_path):
+    """Teacher-neighbour batches are a function of (seed, epoch): a run stopped after step 3 and resumed logs the
+    same losses as one run straight through, across an epoch boundary (50 texts, batch 8: 6 steps an epoch)."""
+    _, student, _, texts, vectors = setup
+    extra = (f"distill.teacher_vectors={vectors}", "model.head_dim=24", "distill.neighbour_group=4",
+             "data.group_by_length=true", "model.dropout=false", "steps=8", "save_every=3")
+    train(_cfg(tmp_path / "straight", student, texts, *extra))
+    train(_cfg(tmp_path / "resumed", student, texts, *extra), stop_at_step=3)
+    train(_cfg(tmp_path / "resumed", student, texts, *extra))
+    a, b = _metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed")
+    assert [m["step"] for m in a] == [m["step"] for m in b] == list(range(1, 9))
+    np.testing.assert_allclose([m["loss"] for m in a], [m["loss"] for m in b], rtol=1e-5)
 
 
 def test_grad_cache_matches_the_plain_step(setup, tmp_path):

@@ -19,6 +19,7 @@ from flax import nnx
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
 from jaxretrieval.data.jsonl import read_texts
+from jaxretrieval.data.neighbour_batches import neighbour_grouped_order
 from jaxretrieval.data.pipeline import TokenTable, _pad_rows, length_grouped_order
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.distill import stella_loss, teacher_target
@@ -54,6 +55,9 @@ class TextBatchSource:
     seed: int
     source: str
     group_by_length: bool = False
+    teacher_weights: list[float] | None = None
+    neighbour_group: int = 0  # > 0: batches of teacher-neighbour groups of this size (data/neighbour_batches.py)
+    neighbour_window: int = 16384
     process_index: int = 0
     process_count: int = 1
     _order: tuple | None = dataclasses.field(default=None, init=False, repr=False)
@@ -66,13 +70,22 @@ class TextBatchSource:
         return {"texts": len(self.student.offsets) - 1, "source": self.source,
                 "teacher_dim": sum(int(v.shape[1]) for v in self.teacher_vectors) or None}
 
+    def target_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The combined teacher target of these rows, as the loss sees it: float32[len(rows), ΣDt]."""
+        return np.asarray(teacher_target([v[rows] for v in self.teacher_vectors], self.teacher_weights))
+
     def batch(self, step: int) -> dict[str, np.ndarray]:
         epoch, index = divmod(step, self.steps_per_epoch)
         if self._order is None or self._order[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch])
             n = len(self.student.offsets) - 1
-            order = (length_grouped_order(self.student.lengths, self.global_batch, rng) if self.group_by_length
-                     else rng.permutation(n))
+            if self.neighbour_group:
+                order = neighbour_grouped_order(self.target_rows, n, self.student.lengths, self.global_batch,
+                                                self.neighbour_group, rng, self.neighbour_window, self.group_by_length)
+            elif self.group_by_length:
+                order = length_grouped_order(self.student.lengths, self.global_batch, rng)
+            else:
+                order = rng.permutation(n)
             self._order = (epoch, order)
         rows = self._order[1][index * self.global_batch:(index + 1) * self.global_batch]
         local = self.global_batch // self.process_count
@@ -131,7 +144,8 @@ class DistillTask:
                              f"head, or set distill.cosine_weight and distill.l2_weight to 0)", "config",
                              field="model.head_dim")
         source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
-                                 cfg.data.group_by_length, jax.process_index(), jax.process_count())
+                                 cfg.data.group_by_length, d.teacher_weights, d.neighbour_group, d.neighbour_window,
+                                 jax.process_index(), jax.process_count())
         return cls(cfg, source, aux, graphdefs, tuple(loaded.model.spec.matryoshka_dims), loaded.model.dim, pointwise)
 
     def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
