@@ -8,6 +8,8 @@ of pairs: close ones inside each group and unrelated ones across groups.
 
 The grouping is a pure function of (vectors, seed, epoch) like every other batch order here, so resume stays exact.
 Cost: one [W, W] similarity matrix per window of W texts, so time and memory grow linearly with the text count.
+Several processes each compute the whole order from their own copy of the vectors; they agree as long as their
+matrix products round alike (the same CPU kind). Broadcasting process 0's order would remove that condition.
 """
 
 from __future__ import annotations
