@@ -12,7 +12,7 @@
 # The text set is built in two parts, so the first (809 SciFact train queries, 600 corpus documents, 3,000 STS-B
 # train sentences; ~11 min of teacher encoding here) can be reused when the second (documents up to $DOCS, STS-B
 # train sentences up to $STS_N) is added. About 2 hours on a 2-core CPU:
-# 21 min of teacher encoding, 3 of student encoding, then 10-20 a stage.
+# 21 min of teacher encoding, 3 of student encoding, then 10-25 a stage (stage 3 three times, one per seed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
