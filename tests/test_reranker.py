@@ -213,7 +213,7 @@ def test_in_batch_negatives_come_from_other_queries_and_never_a_positive(setup, 
     for step in range(src.steps_per_epoch * 2):
         epoch, index = divmod(step, src.steps_per_epoch)
         batch = src.batch(step)
-        plan = src._cached[1]
+        plan = src._plans(epoch)
         rows = slice(index * src.global_batch, (index + 1) * src.global_batch)
         q, p, n = plan[0][rows], plan[1][rows], plan[2][rows]
         docs = np.concatenate([p[:, None], n], axis=1)

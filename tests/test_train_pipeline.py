@@ -93,3 +93,23 @@ def test_length_grouped_order_is_a_permutation_with_homogeneous_batches():
     batches = lengths[order[:992]].reshape(-1, 8)
     mixed = ((batches.max(1) >= 200) & (batches.min(1) < 200)).mean()
     assert mixed <= 8 / 124  # at most one mixed batch per window; random batches of 8: ~83% mixed
+
+
+def test_epoch_cache_makes_each_plan_once_and_serves_both_sides_of_a_boundary():
+    """tf.data builds steps of epochs e and e + 1 at the same time: interleaved reads must each get their own
+    epoch's plan, and no plan may be rebuilt while both are in use."""
+    import threading
+
+    from jaxretrieval.data.pipeline import EpochCache
+
+    made = []
+    cache = EpochCache(lambda epoch: made.append(epoch) or f"plan{epoch}")
+    assert [cache(e) for e in (0, 1, 0, 1, 2, 1)] == ["plan0", "plan1", "plan0", "plan1", "plan2", "plan1"]
+    assert made == [0, 1, 2]
+    got = {}
+    threads = [threading.Thread(target=lambda e=e: got.setdefault(e, cache(e))) for e in (3, 4, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {3: "plan3", 4: "plan4"} and sorted(made) == [0, 1, 2, 3, 4]

@@ -12,7 +12,8 @@ the previous step runs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+import threading
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -60,6 +61,23 @@ def length_grouped_order(lengths: np.ndarray, batch: int, rng: np.random.Generat
     return np.concatenate([batches.reshape(-1), order[whole * batch:]])
 
 
+class EpochCache:
+    """Per-epoch batch plans shared by tf.data's worker threads, which build steps on both sides of an epoch boundary
+    at the same time: each plan is made once, under a lock, and the two newest are kept, so a step never reads the
+    plan of the epoch another thread has just moved to."""
+
+    def __init__(self, make: Callable[[int], object]):
+        self._make, self._plans, self._lock = make, {}, threading.Lock()
+
+    def __call__(self, epoch: int):
+        with self._lock:
+            if epoch not in self._plans:
+                self._plans[epoch] = self._make(epoch)
+                for old in sorted(self._plans)[:-2]:
+                    del self._plans[old]
+            return self._plans[epoch]
+
+
 def _pad_rows(table: TokenTable, rows: np.ndarray, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.full((len(rows), length), pad_id, np.int32)
     mask = np.zeros((len(rows), length), np.int32)
@@ -98,18 +116,16 @@ class DenseBatchSource:
     doc_global_ids: np.ndarray | None = None
     plan_stream: int = 0  # mixed into the sampling seed: differs per process when each plans its own rows
     epoch_steps: int | None = None  # steps per epoch when set by the caller (prepared: min over processes)
-    _cached_plan: tuple | None = dataclasses.field(default=None, init=False, repr=False)  # (epoch, plan)
+    _plans: EpochCache = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._plans = EpochCache(lambda epoch: epoch_plan(
+            self.pairs, self.seed, epoch, self.num_negatives, num_docs=len(self.docs.offsets) - 1,
+            stream=self.plan_stream, with_scores=self.with_scores))
 
     @property
     def steps_per_epoch(self) -> int:
         return self.epoch_steps or len(self.pairs) // self.global_batch
-
-    def _plan(self, epoch: int):
-        if self._cached_plan is None or self._cached_plan[0] != epoch:
-            self._cached_plan = (epoch, epoch_plan(self.pairs, self.seed, epoch, self.num_negatives,
-                                                   num_docs=len(self.docs.offsets) - 1, stream=self.plan_stream,
-                                                   with_scores=self.with_scores))
-        return self._cached_plan[1]
 
     def fingerprint(self) -> dict:
         """What a checkpoint must have been trained on to be resumed with this source."""
@@ -121,7 +137,7 @@ class DenseBatchSource:
         drop-remainder epochs."""
         epoch, index = divmod(step, self.steps_per_epoch)
         rows = slice(index * self.global_batch, (index + 1) * self.global_batch)
-        return tuple(x[rows] for x in self._plan(epoch))
+        return tuple(x[rows] for x in self._plans(epoch))
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         q, p, n, *scores = self.step_rows(step)

@@ -20,7 +20,7 @@ from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
 from jaxretrieval.data.jsonl import read_texts
 from jaxretrieval.data.neighbour_batches import neighbour_grouped_order
-from jaxretrieval.data.pipeline import TokenTable, _pad_rows, length_grouped_order
+from jaxretrieval.data.pipeline import EpochCache, TokenTable, _pad_rows, length_grouped_order
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.distill import stella_loss, teacher_target
 from jaxretrieval.models.embedder import Embedder
@@ -60,7 +60,10 @@ class TextBatchSource:
     neighbour_window: int = 16384
     process_index: int = 0
     process_count: int = 1
-    _order: tuple | None = dataclasses.field(default=None, init=False, repr=False)
+    _orders: EpochCache = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._orders = EpochCache(self._epoch_order)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -74,20 +77,19 @@ class TextBatchSource:
         """The combined teacher target of these rows, as the loss sees it: float32[len(rows), ΣDt]."""
         return np.asarray(teacher_target([v[rows] for v in self.teacher_vectors], self.teacher_weights))
 
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        n = len(self.student.offsets) - 1
+        if self.neighbour_group:
+            return neighbour_grouped_order(self.target_rows, n, self.student.lengths, self.global_batch,
+                                           self.neighbour_group, rng, self.neighbour_window, self.group_by_length)
+        if self.group_by_length:
+            return length_grouped_order(self.student.lengths, self.global_batch, rng)
+        return rng.permutation(n)
+
     def batch(self, step: int) -> dict[str, np.ndarray]:
         epoch, index = divmod(step, self.steps_per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            n = len(self.student.offsets) - 1
-            if self.neighbour_group:
-                order = neighbour_grouped_order(self.target_rows, n, self.student.lengths, self.global_batch,
-                                                self.neighbour_group, rng, self.neighbour_window, self.group_by_length)
-            elif self.group_by_length:
-                order = length_grouped_order(self.student.lengths, self.global_batch, rng)
-            else:
-                order = rng.permutation(n)
-            self._order = (epoch, order)
-        rows = self._order[1][index * self.global_batch:(index + 1) * self.global_batch]
+        rows = self._orders(epoch)[index * self.global_batch:(index + 1) * self.global_batch]
         local = self.global_batch // self.process_count
         mine = rows[self.process_index * local:(self.process_index + 1) * local]
         out = {}

@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.reranker_io import LoadedReranker, PairTokenizer
+from jaxretrieval.data.pipeline import EpochCache
 from jaxretrieval.data.rerank_data import read_rerank_data
 from jaxretrieval.data.tokenize import bucket_for, length_buckets
 from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
@@ -40,9 +41,11 @@ class PairGroupSource:
     in_batch_negatives: int = 0  # extra candidates per query: other queries' documents in the same batch
     process_index: int = 0
     process_count: int = 1
-    _cached: tuple | None = dataclasses.field(default=None, init=False, repr=False)
+    _plans: EpochCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
+        self._plans = EpochCache(lambda epoch: epoch_plan(self.pairs, self.seed, epoch, self.group_size - 1,
+                                                          with_scores=self.scored))
         self.buckets = length_buckets(self.tokenizer.max_length, per_octave=1)
         self._positives: dict[int, set[int]] = {}  # query text id -> every positive it has anywhere in the data
         if self.in_batch_negatives:
@@ -73,11 +76,8 @@ class PairGroupSource:
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         epoch, index = divmod(step, self.steps_per_epoch)
-        if self._cached is None or self._cached[0] != epoch:
-            plan = epoch_plan(self.pairs, self.seed, epoch, self.group_size - 1, with_scores=self.scored)
-            self._cached = (epoch, plan)
         rows = slice(index * self.global_batch, (index + 1) * self.global_batch)
-        q, p, n, *scores = (x[rows] for x in self._cached[1])
+        q, p, n, *scores = (x[rows] for x in self._plans(epoch))
         docs = np.concatenate([p[:, None], n], axis=1)  # [B, G]
         if self.in_batch_negatives:
             docs = np.concatenate([docs, self._in_batch_negatives(q, docs, epoch, index)], axis=1)
