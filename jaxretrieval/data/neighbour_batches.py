@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxretrieval.data.pipeline import shuffle_batches
+
 
 def neighbour_groups(unit_vectors: np.ndarray, group: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Greedy partition of the rows into groups of `group` mutual neighbours (the last may be smaller): a random
@@ -57,8 +59,4 @@ def neighbour_grouped_order(target_rows, n: int, lengths: np.ndarray, batch: int
             groups = [groups[i] for i in rng.permutation(len(groups))]
         out.append(np.concatenate(groups))
     order = np.concatenate(out)
-    if by_length:
-        whole = n // batch
-        batches = order[:whole * batch].reshape(whole, batch)[rng.permutation(whole)]
-        order = np.concatenate([batches.reshape(-1), order[whole * batch:]])
-    return order
+    return shuffle_batches(order, batch, rng) if by_length else order

@@ -56,6 +56,12 @@ def length_grouped_order(lengths: np.ndarray, batch: int, rng: np.random.Generat
     for start in range(0, len(order), span):
         part = order[start:start + span]
         order[start:start + span] = part[np.argsort(lengths[part], kind="stable")]
+    return shuffle_batches(order, batch, rng)
+
+
+def shuffle_batches(order: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle the order of the whole `batch`-sized slices of `order`, each slice kept intact (the remainder last):
+    a length-sorted order becomes random batches that each still pad to one length."""
     whole = len(order) // batch
     batches = order[:whole * batch].reshape(whole, batch)[rng.permutation(whole)]
     return np.concatenate([batches.reshape(-1), order[whole * batch:]])
