@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from jaxretrieval.data.tokenize import TextTokenizer, bucket_for, length_buckets
+from jaxretrieval.data.tokenize import TextTokenizer, bucket_for, length_buckets, pad_ragged
 from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
 
 
@@ -44,6 +44,10 @@ class TokenTable:
 
     def padded_length(self, rows: np.ndarray) -> int:
         return bucket_for(int(self.lengths[rows].max()), self.buckets)
+
+    def pad(self, rows: np.ndarray, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """int32 [len(rows), length] ids and mask of the given rows."""
+        return pad_ragged([self.flat[self.offsets[i]:self.offsets[i + 1]] for i in rows], len(rows), length, pad_id)
 
 
 def length_grouped_order(lengths: np.ndarray, batch: int, rng: np.random.Generator, window: int = 64
@@ -82,16 +86,6 @@ class EpochCache:
                 for old in sorted(self._plans)[:-2]:
                     del self._plans[old]
             return self._plans[epoch]
-
-
-def _pad_rows(table: TokenTable, rows: np.ndarray, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.full((len(rows), length), pad_id, np.int32)
-    mask = np.zeros((len(rows), length), np.int32)
-    for r, i in enumerate(rows):
-        seq = table.flat[table.offsets[i]:table.offsets[i + 1]]
-        ids[r, :len(seq)] = seq
-        mask[r, :len(seq)] = 1
-    return ids, mask
 
 
 @dataclasses.dataclass
@@ -155,8 +149,8 @@ class DenseBatchSource:
         q, p, n = q[mine], p[mine], n[mine]
         scores = [x[mine] for x in scores]
         q_pad = self.pad_id if self.query_pad_id is None else self.query_pad_id
-        q_ids, q_mask = _pad_rows(self.queries, q, q_len, q_pad)
-        d_ids, d_mask = _pad_rows(self.docs, np.concatenate([p, n.reshape(-1)]), d_len, self.pad_id)
+        q_ids, q_mask = self.queries.pad(q, q_len, q_pad)
+        d_ids, d_mask = self.docs.pad(np.concatenate([p, n.reshape(-1)]), d_len, self.pad_id)
         k = len(p)
         if self.query_global_ids is not None:
             q = self.query_global_ids[q]

@@ -32,6 +32,18 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
     return buckets[-1]
 
 
+def pad_ragged(seqs: Sequence[Sequence[int]], rows: int, length: int, pad_value: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """int32 [rows, length] ids (each sequence left-aligned, `pad_value` after it and in rows past len(seqs)) and
+    their 0/1 mask. The one padding routine for tokenized text, in eval batches and training batches alike."""
+    ids = np.full((rows, length), pad_value, np.int32)
+    mask = np.zeros((rows, length), np.int32)
+    for r, seq in enumerate(seqs):
+        ids[r, :len(seq)] = seq
+        mask[r, :len(seq)] = 1
+    return ids, mask
+
+
 @dataclasses.dataclass
 class TokenBatch:
     """One padded batch. Arrays are int32 [rows, length]; `index` maps rows back to input positions (-1 = pad row)."""
@@ -92,17 +104,11 @@ class TextTokenizer:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             length = bucket_for(max(len(ids[i]) for i in rows), buckets)
-            shape = (batch_size, length)
-            batch = TokenBatch(np.full(shape, self.pad_id, np.int32), np.zeros(shape, np.int32),
-                               np.zeros(shape, np.int32), np.zeros(shape, np.int32),
-                               np.full(batch_size, -1, np.int64))
-            for r, i in enumerate(rows):
-                n = len(ids[i])
-                batch.input_ids[r, :n] = ids[i]
-                batch.attention_mask[r, :n] = 1
-                if types is not None:
-                    batch.token_type_ids[r, :n] = types[i]
-                batch.pool_mask[r, :n] = 1
-                batch.pool_mask[r, :min(skip, n)] = 0
-                batch.index[r] = i
-            yield batch
+            input_ids, attention_mask = pad_ragged([ids[i] for i in rows], batch_size, length, self.pad_id)
+            token_type_ids = (pad_ragged([types[i] for i in rows], batch_size, length, 0)[0] if types is not None
+                              else np.zeros_like(input_ids))
+            pool_mask = attention_mask.copy()
+            pool_mask[:, :skip] = 0
+            index = np.full(batch_size, -1, np.int64)
+            index[:len(rows)] = rows
+            yield TokenBatch(input_ids, attention_mask, token_type_ids, pool_mask, index)

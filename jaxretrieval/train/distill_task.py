@@ -20,7 +20,7 @@ from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
 from jaxretrieval.data.jsonl import read_texts
 from jaxretrieval.data.neighbour_batches import neighbour_grouped_order
-from jaxretrieval.data.pipeline import EpochCache, TokenTable, _pad_rows, length_grouped_order
+from jaxretrieval.data.pipeline import EpochCache, TokenTable, length_grouped_order
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.distill import stella_loss, teacher_target
 from jaxretrieval.models.embedder import Embedder
@@ -95,7 +95,7 @@ class TextBatchSource:
         out = {}
         tables = [self.student] + self.teacher_tables
         for k, (table, pad_id) in enumerate(zip(tables, self.pad_ids)):
-            ids, mask = _pad_rows(table, mine, table.padded_length(rows), pad_id)
+            ids, mask = table.pad(mine, table.padded_length(rows), pad_id)
             prefix = "" if k == 0 else f"teacher{k - 1}_"
             out[prefix + "ids"], out[prefix + "mask"] = ids, mask
         for k, vectors in enumerate(self.teacher_vectors):  # combined by teacher_target inside the step
