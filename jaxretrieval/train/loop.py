@@ -27,7 +27,7 @@ from jaxretrieval.errors import InputError
 from jaxretrieval.eval.retrieval import evaluate_dense
 from jaxretrieval.eval.sts import evaluate_sts
 from jaxretrieval.models.params import flat_params
-from jaxretrieval.train.checkpoint import Checkpoints
+from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
 from jaxretrieval.train.dense_task import DenseTask
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
 from jaxretrieval.train.distill_task import DistillTask
@@ -68,14 +68,16 @@ def _check_eval_metric(cfg: TrainConfig, dims: tuple[int, ...]) -> None:
                          "config", field="eval.metric")
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
+def prepare(cfg: TrainConfig, resuming: bool = False) -> Prepared:
+    """Everything a run needs before its first step. resuming: a checkpoint will replace every parameter, so
+    init_from and data-dependent head initialization (a forward pass over training texts) are skipped."""
     eval_data = load_beir(cfg.eval.data, cfg.eval.split) if cfg.eval.data else None
     mesh = make_mesh(cfg.mesh)
     dp = data_parallel_size(mesh)
     if cfg.batch_size % dp:
         raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
-    loaded = build_model(cfg)
+    loaded = build_model(cfg, initialize=not resuming)
     _check_eval_metric(cfg, getattr(loaded.model, "dims", ()))
     task = TASKS[cfg.task].build(cfg, loaded)
     if cfg.grad_cache_chunk and not hasattr(task, "streams"):
@@ -153,15 +155,19 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
 
     stop_at_step ends the run early as a preemption would (a checkpoint is written there), while the schedule
     still follows the configured total: the resumed run must continue exactly as if never stopped."""
-    prep = prepare(cfg)
     out = Path(cfg.output_dir)
+    resuming = bool(checkpoint_steps(out))
+    prep = prepare(cfg, resuming)  # bad input fails here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     mesh, source = prep.mesh, prep.source
     graphdef, state, state_sh, batch_sh, schedule_tx = init_train_state(prep)
     checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
+    latest = checkpoints.latest_step()
     meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": source.fingerprint(), "best": None}
     start = 0
-    latest = checkpoints.latest_step()
+    if resuming != (latest is not None):  # the model was built for the other case: init_from would be missed
+        raise InputError("checkpoints directory is in an unexpected state (step folders without a finished "
+                         "checkpoint, or the reverse); use a new output_dir", checkpoints.directory)
     if latest is not None:
         state, saved_meta = checkpoints.restore(latest, state, state_sh)
         if saved_meta.get("data") != meta["data"]:
