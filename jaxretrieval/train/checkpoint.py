@@ -21,9 +21,6 @@ class Checkpoints:
         )
         self.save_every = save_every
 
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
-
     def save(self, step: int, state: dict[str, Any], meta: dict[str, Any], force: bool = False) -> bool:
         if not force and (self.save_every <= 0 or step % self.save_every):
             return False

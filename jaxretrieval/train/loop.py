@@ -156,18 +156,15 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
     stop_at_step ends the run early as a preemption would (a checkpoint is written there), while the schedule
     still follows the configured total: the resumed run must continue exactly as if never stopped."""
     out = Path(cfg.output_dir)
-    resuming = bool(checkpoint_steps(out))
-    prep = prepare(cfg, resuming)  # bad input fails here, before anything is written
+    saved = checkpoint_steps(out)  # read without writing: bad input must fail below with nothing created
+    latest = saved[-1] if saved else None
+    prep = prepare(cfg, resuming=latest is not None)
     out.mkdir(parents=True, exist_ok=True)
     mesh, source = prep.mesh, prep.source
     graphdef, state, state_sh, batch_sh, schedule_tx = init_train_state(prep)
     checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
-    latest = checkpoints.latest_step()
     meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": source.fingerprint(), "best": None}
     start = 0
-    if resuming != (latest is not None):  # the model was built for the other case: init_from would be missed
-        raise InputError("checkpoints directory is in an unexpected state (step folders without a finished "
-                         "checkpoint, or the reverse); use a new output_dir", checkpoints.directory)
     if latest is not None:
         state, saved_meta = checkpoints.restore(latest, state, state_sh)
         if saved_meta.get("data") != meta["data"]:
