@@ -28,6 +28,11 @@ class ModelConfig:
     pooling: str = ""  # override the directory's pooling ("mean", "cls", ...); empty = as the directory says
     max_query_length: int = 64
     max_doc_length: int = 256
+    # > 0: the model's token limit instead of its directory's max_seq_length, as sentence-transformers'
+    # `model.max_seq_length = N` (dense and distill). Caps max_doc_length and distill.max_length; export writes it.
+    # all-MiniLM-L6-v2 ships 256, which cuts 71% of SciFact's documents; a teacher reading 384 then asks the student
+    # for vectors of text it never sees.
+    max_length: int = 0
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
     dropout: bool = True
     head_dim: int = 0  # > 0: append a new linear head to this dimension (then normalize), e.g. the teacher's
@@ -213,6 +218,7 @@ class TrainConfig:
             (self.colbert.loss != "distill" or self.data.num_negatives > 0, "data.num_negatives",
              "must be > 0 for colbert.loss distill (the group each query is distilled over)"),
             (self.model.head_dim >= 0, "model.head_dim", "must be >= 0"),
+            (self.model.max_length >= 0, "model.max_length", "must be >= 0 (0: the directory's max_seq_length)"),
             (all(d > 0 for d in self.model.matryoshka_dims), "model.matryoshka_dims", "must be positive"),
             (len(set(self.model.matryoshka_dims)) == len(self.model.matryoshka_dims), "model.matryoshka_dims",
              "must not repeat"),

@@ -142,3 +142,25 @@ def test_real_minilm_after_training_steps_exports_with_parity(tmp_path, minilm_d
     texts = TEXTS + ["Vitamin D deficiency is associated with an increased risk of fractures. " * 40]
     assert _st_vs_ours(out, texts) <= 1e-4  # includes texts over the 256-token max length
     assert AutoModel.from_pretrained(str(out)).config.model_type == "bert"
+
+
+def test_model_max_length_trains_and_exports_beyond_the_directorys(tmp_path):
+    """model.max_length overrides the directory's max_seq_length (32 here), as sentence-transformers'
+    `max_seq_length = N`: training reads that many tokens and export writes it, so sentence-transformers truncates
+    where training did. Beyond the encoder's position limit (64) it is an error before anything is written."""
+    from jaxretrieval.config import load_config
+    from jaxretrieval.train.model_setup import build_model
+
+    model = tiny_embedder_dir(tmp_path / "m")
+    data = tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=12)
+    run = tmp_path / "run"
+    _train(run, model, data, 2, "model.max_length=48", "model.max_doc_length=48")
+    cfg = load_config(run / "config.yaml", [])
+    assert build_model(cfg, initialize=False).tokenizer.max_length == 48
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "st")]) == 0
+    assert json.loads((tmp_path / "st" / "sentence_bert_config.json").read_text())["max_seq_length"] == 48
+    assert load_embedder(tmp_path / "st").tokenizer.max_length == 48
+    assert _st_vs_ours(tmp_path / "st", TEXTS) <= 1e-4  # TEXTS[2] is longer than 48 tokens
+    with pytest.raises(InputError, match=r"outside 1\.\.64") as err:
+        _train(tmp_path / "bad", model, data, 2, "model.max_length=65")
+    assert err.value.field == "max_position_embeddings" and not (tmp_path / "bad").exists()

@@ -158,12 +158,17 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
                 raise InputError(f"unsupported sentence-transformers module {module.get('type')!r}", modules_path,
                                  line=None, field=f"[{i}].type")
     hf_config = read_hf_config(transformer_dir)
+    limit = _default_max_length(transformer_dir, hf_config)
+    if max_length is not None and not 0 < max_length <= limit:
+        raise InputError(f"max length {max_length} (model.max_length, --max-length) is outside 1..{limit}, the most "
+                         f"this encoder takes (its max_position_embeddings and tokenizer model_max_length)",
+                         transformer_dir / "config.json", field="max_position_embeddings")
     encoder, _ = load_hf_encoder(transformer_dir, dtype=dtype)
     st_query, st_doc = _prompts(root)
     spec = EmbedderSpec(
         pooling=tuple(pooling) if pooling else modes,
         normalize=normalize,
-        max_length=int(max_length or st_max_length or _default_max_length(transformer_dir, hf_config)),
+        max_length=int(max_length or st_max_length or limit),
         dense=tuple(d for d, _ in dense),
         query_prompt=st_query if query_prompt is None else query_prompt,
         doc_prompt=st_doc if doc_prompt is None else doc_prompt,

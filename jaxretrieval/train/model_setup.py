@@ -102,7 +102,7 @@ def build_embedder(cfg: TrainConfig, initialize: bool = True) -> LoadedEmbedder:
     m = cfg.model
     dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
     pooling = tuple(m.pooling.split(",")) if m.pooling else None
-    loaded = load_embedder(m.path, pooling=pooling, dtype=dtype)
+    loaded = load_embedder(m.path, pooling=pooling, max_length=m.max_length or None, dtype=dtype)
     if m.head_dim or m.matryoshka_dims:
         try:
             model = with_heads(loaded.model, m.head_dim, tuple(m.matryoshka_dims), m.matryoshka_mode, seed=cfg.seed,
