@@ -99,6 +99,17 @@ def test_head_only_stage_then_matryoshka_stage_from_it(setup, tmp_path):
         (out / "modules.json").write_text(json.dumps(modules))
         ref = SentenceTransformer(str(out), device="cpu").encode(sample, convert_to_numpy=True)
         assert np.abs(ref - ours[dim]).max() <= 1e-4
+    # and the export imports with every head (matryoshka.json), so `eval --all-dims` works on it too
+    modules[2]["path"] = "2_Dense_24"
+    (out / "modules.json").write_text(json.dumps(modules))
+    reloaded = load_embedder(out)
+    assert reloaded.model.dims == (24, 12, 6)
+    again = encode_texts(reloaded, sample, all_dims=True)
+    for dim in (24, 12, 6):
+        assert np.abs(again[dim] - ours[dim]).max() <= 1e-5
+    (out / "2_Dense_6" / "config.json").write_text(json.dumps({"in_features": 7, "out_features": 6}))
+    with pytest.raises(InputError, match="maps the pooled vector"):
+        load_embedder(out)
 
 
 def test_online_teacher_and_slice_mode(setup, tmp_path):

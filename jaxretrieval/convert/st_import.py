@@ -78,6 +78,25 @@ def _read_dense(module_dir: Path) -> tuple[DenseSpec, dict[str, np.ndarray]]:
     return spec, weights
 
 
+def _read_matryoshka(root: Path) -> tuple[tuple[int, ...], str, list[tuple[Path, tuple[DenseSpec, dict]]]]:
+    """The smaller output dims export records in matryoshka.json, with each head's Dense folder (mode "heads"), so
+    an exported Stella-style model comes back with every dimension it was trained with. modules.json serves only
+    the main output, so sentence-transformers itself ignores this file."""
+    path = root / "matryoshka.json"
+    if not path.exists():
+        return (), "heads", []
+    info = read_json(path)
+    mode, entries = info.get("mode"), info.get("dims")
+    if mode not in ("heads", "slice") or not isinstance(entries, dict):
+        raise InputError("expected {'mode': 'heads' | 'slice', 'dims': {dim: folder}}", path, field="mode")
+    try:
+        dims = tuple(int(d) for d in entries)
+    except ValueError:
+        raise InputError(f"dims must be integers, got {list(entries)}", path, field="dims") from None
+    folders = [root / str(f) for f in entries.values()] if mode == "heads" else []
+    return dims, mode, [(folder, _read_dense(folder)) for folder in folders]
+
+
 def _prompts(root: Path) -> tuple[str, str]:
     path = root / "config_sentence_transformers.json"
     if not path.exists():
@@ -174,8 +193,19 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
         doc_prompt=st_doc if doc_prompt is None else doc_prompt,
         include_prompt=include_prompt,
     )
-    model = Embedder(encoder, spec)
+    dims, mode, heads = _read_matryoshka(root)
+    spec = dataclasses.replace(spec, matryoshka_dims=dims, matryoshka_mode=mode)
+    try:
+        model = Embedder(encoder, spec)
+    except ValueError as e:
+        raise InputError(str(e), root / "matryoshka.json", field="dims") from None
     set_flat_params(model, {f"dense.{i}.{name}": w for i, (_, ws) in enumerate(dense) for name, w in ws.items()})
+    for i, (folder, (head, weights)) in enumerate(heads):
+        if (head.in_features, head.out_features, head.activation) != (model.pooled_dim, dims[i], "identity"):
+            raise InputError(f"a Matryoshka head maps the pooled vector ({model.pooled_dim}) linearly to its dim "
+                             f"({dims[i]}); this one is {head.in_features} -> {head.out_features}, "
+                             f"{head.activation}", folder / "config.json")
+        set_flat_params(model, {f"matryoshka.{i}.{name}": w for name, w in weights.items()})
     tokenizer = TextTokenizer(transformer_dir, spec.max_length, spec.query_prompt, spec.doc_prompt,
                               include_prompt=spec.include_prompt, do_lower_case=do_lower_case)
     return LoadedEmbedder(model, tokenizer, root)
