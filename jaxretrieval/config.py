@@ -30,8 +30,7 @@ class ModelConfig:
     max_doc_length: int = 256
     # > 0: the model's token limit instead of its directory's max_seq_length, as sentence-transformers'
     # `model.max_seq_length = N` (dense and distill). Caps max_doc_length and distill.max_length; export writes it.
-    # all-MiniLM-L6-v2 ships 256, which cuts 71% of SciFact's documents; a teacher reading 384 then asks the student
-    # for vectors of text it never sees.
+    # (all-MiniLM-L6-v2 ships 256, which cuts 71% of SciFact's documents.)
     max_length: int = 0
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
     dropout: bool = True

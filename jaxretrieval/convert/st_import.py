@@ -88,7 +88,8 @@ def _read_matryoshka(root: Path) -> tuple[tuple[int, ...], str, list[tuple[Path,
     info = read_json(path)
     mode, entries = info.get("mode"), info.get("dims")
     if mode not in ("heads", "slice") or not isinstance(entries, dict):
-        raise InputError("expected {'mode': 'heads' | 'slice', 'dims': {dim: folder}}", path, field="mode")
+        raise InputError("expected {'mode': 'heads' | 'slice', 'dims': {dim: folder}}", path,
+                         field="dims" if mode in ("heads", "slice") else "mode")
     try:
         dims = tuple(int(d) for d in entries)
     except ValueError:
@@ -184,6 +185,7 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
                          transformer_dir / "config.json", field="max_position_embeddings")
     encoder, _ = load_hf_encoder(transformer_dir, dtype=dtype)
     st_query, st_doc = _prompts(root)
+    dims, mode, heads = _read_matryoshka(root)
     spec = EmbedderSpec(
         pooling=tuple(pooling) if pooling else modes,
         normalize=normalize,
@@ -192,9 +194,9 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
         query_prompt=st_query if query_prompt is None else query_prompt,
         doc_prompt=st_doc if doc_prompt is None else doc_prompt,
         include_prompt=include_prompt,
+        matryoshka_dims=dims,
+        matryoshka_mode=mode,
     )
-    dims, mode, heads = _read_matryoshka(root)
-    spec = dataclasses.replace(spec, matryoshka_dims=dims, matryoshka_mode=mode)
     try:
         model = Embedder(encoder, spec)
     except ValueError as e:
