@@ -218,6 +218,8 @@ class TrainConfig:
              "must be > 0 for colbert.loss distill (the group each query is distilled over)"),
             (self.model.head_dim >= 0, "model.head_dim", "must be >= 0"),
             (self.model.max_length >= 0, "model.max_length", "must be >= 0 (0: the directory's max_seq_length)"),
+            (not self.model.max_length or self.task in ("dense", "distill"), "model.max_length",
+             "is for tasks dense and distill; colbert and reranker set their lengths in colbert.* / reranker.*"),
             (all(d > 0 for d in self.model.matryoshka_dims), "model.matryoshka_dims", "must be positive"),
             (len(set(self.model.matryoshka_dims)) == len(self.model.matryoshka_dims), "model.matryoshka_dims",
              "must not repeat"),

@@ -48,6 +48,8 @@ def test_wrong_type_and_bad_value_name_the_key():
         load_config(None, ["model.path=m", "data.train=d"])
     with pytest.raises(InputError, match=r"\[model.head_init\].*task distill"):
         load_config(None, BASE + ["model.head_init=principal"])
+    with pytest.raises(InputError, match=r"\[model.max_length\].*dense and distill"):  # would do nothing there
+        load_config(None, BASE + ["task=reranker", "model.max_length=384"])
 
 
 def test_invalid_yaml_names_the_line(tmp_path):

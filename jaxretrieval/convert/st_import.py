@@ -78,7 +78,7 @@ def _read_dense(module_dir: Path) -> tuple[DenseSpec, dict[str, np.ndarray]]:
     return spec, weights
 
 
-def _read_matryoshka(root: Path) -> tuple[tuple[int, ...], str, list[tuple[Path, tuple[DenseSpec, dict]]]]:
+def _read_matryoshka(root: Path) -> tuple[tuple[int, ...], str, list[tuple[Path, DenseSpec, dict]]]:
     """The smaller output dims export records in matryoshka.json, with each head's Dense folder (mode "heads"), so
     an exported Stella-style model comes back with every dimension it was trained with. modules.json serves only
     the main output, so sentence-transformers itself ignores this file."""
@@ -95,7 +95,7 @@ def _read_matryoshka(root: Path) -> tuple[tuple[int, ...], str, list[tuple[Path,
     except ValueError:
         raise InputError(f"dims must be integers, got {list(entries)}", path, field="dims") from None
     folders = [root / str(f) for f in entries.values()] if mode == "heads" else []
-    return dims, mode, [(folder, _read_dense(folder)) for folder in folders]
+    return dims, mode, [(folder, *_read_dense(folder)) for folder in folders]
 
 
 def _prompts(root: Path) -> tuple[str, str]:
@@ -202,7 +202,7 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
     except ValueError as e:
         raise InputError(str(e), root / "matryoshka.json", field="dims") from None
     set_flat_params(model, {f"dense.{i}.{name}": w for i, (_, ws) in enumerate(dense) for name, w in ws.items()})
-    for i, (folder, (head, weights)) in enumerate(heads):
+    for i, (folder, head, weights) in enumerate(heads):
         if (head.in_features, head.out_features, head.activation) != (model.pooled_dim, dims[i], "identity"):
             raise InputError(f"a Matryoshka head maps the pooled vector ({model.pooled_dim}) linearly to its dim "
                              f"({dims[i]}); this one is {head.in_features} -> {head.out_features}, "
