@@ -107,6 +107,12 @@ def test_head_only_stage_then_matryoshka_stage_from_it(setup, tmp_path):
     again = encode_texts(reloaded, sample, all_dims=True)
     for dim in (24, 12, 6):
         assert np.abs(again[dim] - ours[dim]).max() <= 1e-5
+    # training on from the export with the dims that made it keeps the trained heads; only a new dim starts fresh
+    go_on = build_embedder(_cfg(tmp_path / "go_on", out, texts, f"distill.teacher_vectors={vectors}",
+                                "model.matryoshka_dims=[12,3]", "model.head_init=principal"))
+    assert go_on.model.dims == (24, 12, 3)
+    kept = encode_texts(go_on, sample, all_dims=True)
+    assert np.abs(kept[24] - ours[24]).max() <= 1e-5 and np.abs(kept[12] - ours[12]).max() <= 1e-5
     (out / "2_Dense_6" / "config.json").write_text(json.dumps({"in_features": 7, "out_features": 6}))
     with pytest.raises(InputError, match="maps the pooled vector"):
         load_embedder(out)

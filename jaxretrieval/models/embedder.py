@@ -152,10 +152,22 @@ class Embedder(nnx.Module):
         return out
 
 
+def carried_matryoshka_heads(spec: EmbedderSpec, matryoshka_dims: tuple[int, ...],
+                             matryoshka_mode: str) -> tuple[int, ...]:
+    """Indices into `matryoshka_dims` of the heads `with_heads` takes over from a model that already has a head
+    of that dim (an imported Stella-style export): both sides must be separate heads, which map from the pooled
+    vector and so stay valid whatever main head is added. Without this, continuing to train an exported model
+    with the config that made it would silently restart its trained Matryoshka heads."""
+    if spec.matryoshka_mode != "heads" or matryoshka_mode != "heads":
+        return ()
+    return tuple(i for i, d in enumerate(matryoshka_dims) if d in spec.matryoshka_dims)
+
+
 def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, ...] = (),
                matryoshka_mode: str = "heads", seed: int = 0, head_init: str = "normal") -> Embedder:
     """The same encoder and existing Dense layers, plus a new normalized linear head to `head_dim` (if > 0) and
-    Matryoshka outputs. New layers are randomly initialized from `seed`; existing parameters are shared.
+    Matryoshka outputs. Matryoshka heads the model already has for a requested dim are kept
+    (`carried_matryoshka_heads`); new layers are randomly initialized from `seed`; existing parameters are shared.
 
     head_init "orthogonal" starts each new layer as a semi-orthogonal map with zero bias. A 384 → 768 head then
     gives exactly the student's own cosines, so distillation starts from the student's retrieval quality instead
@@ -173,8 +185,11 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
     new = Embedder(model.encoder, new_spec, rngs=nnx.Rngs(seed))
     for old_layer, new_layer in zip(model.dense, new.dense):
         nnx.update(new_layer, nnx.state(old_layer))
+    carried = carried_matryoshka_heads(spec, new_spec.matryoshka_dims, matryoshka_mode)
+    for i in carried:
+        nnx.update(new.matryoshka[i], nnx.state(model.matryoshka[spec.matryoshka_dims.index(matryoshka_dims[i])]))
     if head_init != "normal":  # principal: narrow heads are set later from data (principal_head_init)
-        fresh = list(new.dense)[len(model.dense):] + list(new.matryoshka)
+        fresh = list(new.dense)[len(model.dense):] + [h for i, h in enumerate(new.matryoshka) if i not in carried]
         keys = jax.random.split(jax.random.key(seed), max(len(fresh), 1))
         for key, layer in zip(keys, fresh):
             kernel = layer.kernel[...]

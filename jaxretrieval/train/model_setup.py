@@ -15,7 +15,7 @@ import numpy as np
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
 from jaxretrieval.errors import InputError
-from jaxretrieval.models.embedder import Embedder, with_heads
+from jaxretrieval.models.embedder import Embedder, carried_matryoshka_heads, with_heads
 from jaxretrieval.models.params import flat_params, set_flat_params
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,11 @@ def build_embedder(cfg: TrainConfig, initialize: bool = True) -> LoadedEmbedder:
     dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
     pooling = tuple(m.pooling.split(",")) if m.pooling else None
     loaded = load_embedder(m.path, pooling=pooling, max_length=m.max_length or None, dtype=dtype)
+    carried: tuple[int, ...] = ()
     if m.head_dim or m.matryoshka_dims:
+        carried = carried_matryoshka_heads(loaded.model.spec, tuple(m.matryoshka_dims), m.matryoshka_mode)
+        if carried:
+            log.info("Matryoshka heads %s: kept from %s", [m.matryoshka_dims[i] for i in carried], m.path)
         try:
             model = with_heads(loaded.model, m.head_dim, tuple(m.matryoshka_dims), m.matryoshka_mode, seed=cfg.seed,
                                 head_init=m.head_init)
@@ -112,19 +116,22 @@ def build_embedder(cfg: TrainConfig, initialize: bool = True) -> LoadedEmbedder:
         loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
     fresh = _finish(cfg, loaded.model, initialize)
     if initialize and m.head_init == "principal":
-        _principal_heads(cfg, loaded, fresh)
+        _principal_heads(cfg, loaded, fresh, carried)
     return loaded
 
 
-def _principal_heads(cfg: TrainConfig, loaded: LoadedEmbedder, fresh: set[str] | None) -> None:
+def _principal_heads(cfg: TrainConfig, loaded: LoadedEmbedder, fresh: set[str] | None,
+                     carried: tuple[int, ...]) -> None:
     """Fresh Matryoshka heads narrower than the pooled vector start from the student's principal directions on
-    a sample of the training texts (after init_from, so they see the encoder they will train with)."""
+    a sample of the training texts (after init_from, so they see the encoder they will train with). Heads kept
+    from the model directory (`carried`) are trained already and keep their weights (or init_from's)."""
     from jaxretrieval.data.jsonl import read_texts
     from jaxretrieval.models.embedder import principal_head_init
 
     model = loaded.model
     heads = [i for i, (d, _) in enumerate(zip(model.spec.matryoshka_dims, model.matryoshka))  # none when sliced
-             if d < model.pooled_dim and (fresh is None or f"matryoshka.{i}.kernel" in fresh)]
+             if d < model.pooled_dim and i not in carried
+             and (fresh is None or f"matryoshka.{i}.kernel" in fresh)]
     if not heads:
         return
     texts = read_texts(cfg.data.train)
