@@ -187,7 +187,8 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
         nnx.update(new_layer, nnx.state(old_layer))
     carried = carried_matryoshka_heads(spec, new_spec.matryoshka_dims, matryoshka_mode)
     for i in carried:
-        nnx.update(new.matryoshka[i], nnx.state(model.matryoshka[spec.matryoshka_dims.index(matryoshka_dims[i])]))
+        old_index = spec.matryoshka_dims.index(new_spec.matryoshka_dims[i])
+        nnx.update(new.matryoshka[i], nnx.state(model.matryoshka[old_index]))
     if head_init != "normal":  # principal: narrow heads are set later from data (principal_head_init)
         fresh = list(new.dense)[len(model.dense):] + [h for i, h in enumerate(new.matryoshka) if i not in carried]
         keys = jax.random.split(jax.random.key(seed), max(len(fresh), 1))
