@@ -30,7 +30,7 @@ def main():
     from jaxretrieval.convert.hf_import import read_hf_config
     from jaxretrieval.convert.st_import import load_embedder
     from jaxretrieval.data.beir import load_beir
-    from jaxretrieval.data.tokenize import bucket_for, length_buckets
+    from jaxretrieval.data.tokenize import bucket_for, inference_length_buckets
     from jaxretrieval.inference import encode_texts
 
     texts = load_beir(args.data, "test").doc_texts
@@ -43,7 +43,7 @@ def main():
 
     t0 = time.perf_counter()
     # one text per bucket compiles every shape the timed run can meet
-    buckets = length_buckets(max_len)
+    buckets = inference_length_buckets(max_len)
     sample = {bucket_for(n, buckets): t for n, t in zip(lengths, texts)}
     encode_texts(loaded, list(sample.values()) * args.batch_size, batch_size=args.batch_size)
     compile_s = time.perf_counter() - t0

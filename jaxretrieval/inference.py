@@ -30,10 +30,11 @@ def make_forward(model: nnx.Module, all_dims: bool = False):
 
 
 def encode_texts(loaded: LoadedEmbedder, texts: Sequence[str], kind: str = "doc", batch_size: int = 32,
-                 progress: bool = False, desc: str = "encode", all_dims: bool = False
-                 ) -> np.ndarray | dict[int, np.ndarray]:
+                 progress: bool = False, desc: str = "encode", all_dims: bool = False,
+                 buckets: Sequence[int] | None = None) -> np.ndarray | dict[int, np.ndarray]:
     """float32[len(texts), dim], rows in input order; with all_dims, {dim: that array} for the main output and
-    every Matryoshka output, from one pass."""
+    every Matryoshka output, from one pass. Batches are padded to `buckets` lengths (default: the backend's
+    choice, data.tokenize.inference_length_buckets)."""
     from tqdm import tqdm
 
     model = loaded.model
@@ -42,7 +43,7 @@ def encode_texts(loaded: LoadedEmbedder, texts: Sequence[str], kind: str = "doc"
     out = {d: np.zeros((len(texts), d), np.float32) for d in dims}
     bar = tqdm(total=len(texts), desc=desc, unit="text", file=sys.stderr, disable=not progress, smoothing=0.1)
     pending = None  # overlap: tokenize/pad the next batch while the device runs this one
-    for batch in loaded.tokenizer.batches(texts, batch_size, kind):
+    for batch in loaded.tokenizer.batches(texts, batch_size, kind, buckets):
         vecs = forward(jnp.asarray(batch.input_ids), jnp.asarray(batch.attention_mask),
                        jnp.asarray(batch.token_type_ids), jnp.asarray(batch.pool_mask))
         if pending is not None:

@@ -116,3 +116,54 @@ def test_beir_without_qrels_for_split(tmp_path, capsys, tiny_st):
                  split="train")
     err = _error_of(capsys, ["eval", "--model", str(tiny_st), "--data", str(data), "--split", "test"])
     assert "qrels/test.tsv" in err and "train" in err
+
+
+def test_compilation_cache_on_accelerators_only(monkeypatch, tmp_path):
+    """GPU/TPU runs get JAX's persistent cache by default, CPU runs do not, and JAX_COMPILATION_CACHE_DIR (empty:
+    off) overrides both."""
+    import jax
+
+    from jaxretrieval import cli
+
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setattr(cli, "DEFAULT_COMPILATION_CACHE", tmp_path / "xla")
+    try:
+        assert cli.configure_compilation_cache() is None  # these tests run on CPU
+        assert jax.config.jax_compilation_cache_dir == before
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        assert cli.configure_compilation_cache() == str(tmp_path / "xla")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+        jax.config.update("jax_compilation_cache_dir", before)
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "")
+        assert cli.configure_compilation_cache() is None
+        assert jax.config.jax_compilation_cache_dir == before
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_inference_padding_lengths_follow_the_backend(monkeypatch):
+    import jax
+
+    from jaxretrieval.data.tokenize import inference_length_buckets, length_buckets
+
+    assert inference_length_buckets(256) == length_buckets(256, per_octave=4)  # CPU: less padding
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert inference_length_buckets(256) == (16, 32, 64, 128, 256)  # accelerator: fewer compiled shapes
+
+
+def test_model_built_abstractly_must_get_every_value():
+    """load_hf_encoder builds the encoder with nnx.eval_shape and fills it from the checkpoint; a variable left
+    without a value is an error there, not a crash at the first forward."""
+    from flax import nnx
+
+    from jaxretrieval.models.params import assert_concrete, param_shapes, set_flat_params
+
+    layer = nnx.eval_shape(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
+    assert param_shapes(layer) == {"kernel": (2, 3), "bias": (3,)}
+    set_flat_params(layer, {"kernel": np.ones((2, 3))})
+    with pytest.raises(ValueError, match="bias"):
+        assert_concrete(layer)
+    set_flat_params(layer, {"bias": np.zeros(3)})
+    assert_concrete(layer)
+    np.testing.assert_allclose(np.asarray(layer(np.ones((1, 2), np.float32))), [[2.0, 2.0, 2.0]])

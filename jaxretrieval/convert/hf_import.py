@@ -19,7 +19,7 @@ from flax import nnx
 
 from jaxretrieval.errors import InputError
 from jaxretrieval.models.families import FAMILIES, Family
-from jaxretrieval.models.params import flat_params, set_flat_params
+from jaxretrieval.models.params import assert_concrete, param_shapes, set_flat_params
 
 log = logging.getLogger(__name__)
 
@@ -128,17 +128,20 @@ def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Mod
         cfg = family.config_from_hf(hf_config)
     except (TypeError, ValueError) as e:
         raise InputError(str(e), d / "config.json") from None
-    encoder = family.encoder_cls(cfg, dtype=dtype, rngs=nnx.Rngs(0))
+    # Built abstractly (shapes only), since every parameter is then read from the checkpoint: a random init runs
+    # one small op per parameter shape, each compiled on first use, which took ~15 s on a GPU before any work.
+    encoder = nnx.eval_shape(lambda: family.encoder_cls(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
     mapped, unmatched = map_hf_names(read_hf_weights(d), family)
-    expected = flat_params(encoder)
+    expected = param_shapes(encoder)
     missing = sorted(set(expected) - set(mapped))
     if missing:
         raise InputError(f"checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}", d)
     for key in mapped:
-        if key in expected and expected[key].shape != mapped[key].shape:
+        if key in expected and expected[key] != mapped[key].shape:
             raise InputError(f"parameter {key}: checkpoint shape {mapped[key].shape} != config shape "
-                             f"{expected[key].shape}", d)
+                             f"{expected[key]}", d)
     if unmatched:
         log.debug("ignored %d checkpoint tensors not used by the encoder: %s", len(unmatched), unmatched[:5])
     set_flat_params(encoder, {k: v for k, v in mapped.items() if k in expected})
+    assert_concrete(encoder)
     return encoder, hf_config

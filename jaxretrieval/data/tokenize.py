@@ -25,6 +25,16 @@ def length_buckets(max_length: int, per_octave: int = 4, min_length: int = 16) -
     return tuple(out)
 
 
+def inference_length_buckets(max_length: int) -> tuple[int, ...]:
+    """Padded lengths for encoding and evaluation. On CPU a compile costs about a second and every padded token
+    costs compute, so 4 lengths per doubling; on an accelerator each new length costs 10-20 s of compilation
+    (autotuning) while padding is nearly free in an underfilled batch, so 1 per doubling, as training uses
+    (benchmarks/encode_compile_time.py)."""
+    import jax
+
+    return length_buckets(max_length, per_octave=4 if jax.default_backend() == "cpu" else 1)
+
+
 def bucket_for(length: int, buckets: Sequence[int]) -> int:
     for b in buckets:
         if b >= length:
@@ -98,7 +108,7 @@ class TextTokenizer:
         """Texts sorted by token length, cut into batches of `batch_size` rows, each padded to a bucket length."""
         enc = self.tokenize(texts, kind)
         ids, types = enc["input_ids"], enc["token_type_ids"]
-        buckets = tuple(buckets) if buckets else length_buckets(self.max_length)
+        buckets = tuple(buckets) if buckets else inference_length_buckets(self.max_length)
         skip = 0 if self.include_prompt else self.prompt_length(kind)
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
         for start in range(0, len(order), batch_size):

@@ -16,7 +16,7 @@ from flax import nnx
 
 from jaxretrieval.convert.colbert_io import LoadedColBERT
 from jaxretrieval.data.beir import BeirSplit
-from jaxretrieval.data.tokenize import bucket_for, length_buckets
+from jaxretrieval.data.tokenize import bucket_for, inference_length_buckets
 from jaxretrieval.eval.metrics import retrieval_metrics
 from jaxretrieval.losses.maxsim import maxsim_dense
 
@@ -39,7 +39,7 @@ def encode_token_vectors(loaded: LoadedColBERT, texts: Sequence[str], kind: str,
     token_ids = tok._ids(list(texts), kind)  # tokenized once: lengths for sorting, then batches
     lengths = [len(x) for x in token_ids]
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
-    buckets = length_buckets(tok.doc_length if kind == "doc" else tok.query_length)
+    buckets = inference_length_buckets(tok.doc_length if kind == "doc" else tok.query_length)
     bar = tqdm(total=len(texts), desc=f"colbert {kind}s", unit="text", file=sys.stderr, disable=not progress)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]

@@ -12,7 +12,7 @@ from flax import nnx
 
 from jaxretrieval.convert.reranker_io import LoadedReranker
 from jaxretrieval.data.beir import BeirSplit
-from jaxretrieval.data.tokenize import bucket_for, length_buckets
+from jaxretrieval.data.tokenize import bucket_for, inference_length_buckets
 from jaxretrieval.eval.metrics import retrieval_metrics
 from jaxretrieval.eval.retrieval import rankings_from_search
 from jaxretrieval.eval.search import exact_search
@@ -34,7 +34,7 @@ def score_pairs(loaded: LoadedReranker, queries: list[str], docs: list[str], bat
     encoded = tok.encode(queries, docs)
     lengths = [len(x) for x in encoded["input_ids"]]
     order = np.argsort(lengths, kind="stable")
-    buckets = length_buckets(tok.max_length)
+    buckets = inference_length_buckets(tok.max_length)
     out = np.zeros(len(queries), np.float32)
     for start in tqdm(range(0, len(order), batch_size), desc="rerank", disable=not progress):
         rows = order[start:start + batch_size]

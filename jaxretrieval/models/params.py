@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -15,6 +16,20 @@ def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
     """Every nnx.Param of `model` as a NumPy array keyed by its dotted path."""
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
     return {_path_str(path): np.asarray(var.get_value()) for path, var in flat}
+
+
+def param_shapes(model: nnx.Module) -> dict[str, tuple[int, ...]]:
+    """Shape of every nnx.Param by dotted path; works on a model built with nnx.eval_shape (no values yet)."""
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return {_path_str(path): tuple(var.get_value().shape) for path, var in flat}
+
+
+def assert_concrete(model: nnx.Module) -> None:
+    """Raise if any state of a model built with nnx.eval_shape was left without a value."""
+    abstract = [_path_str(path) for path, var in nnx.to_flat_state(nnx.state(model))
+                if isinstance(var.get_value(), jax.ShapeDtypeStruct)]
+    if abstract:
+        raise ValueError(f"{len(abstract)} model variables were never given values, e.g. {abstract[:3]}")
 
 
 def set_flat_params(model: nnx.Module, values: dict[str, np.ndarray]) -> None:
