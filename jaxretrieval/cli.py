@@ -154,6 +154,7 @@ def maybe_initialize_distributed() -> None:
 
 
 DEFAULT_COMPILATION_CACHE = Path("~/.cache/jaxretrieval/xla")
+COMPILING_COMMANDS = ("encode", "eval", "train", "mine", "score")
 
 
 def configure_compilation_cache() -> str | None:
@@ -317,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         maybe_initialize_distributed()  # before anything touches the devices
-    configure_compilation_cache()
+    if args.command in COMPILING_COMMANDS:  # the check starts the backend, which `prepare` and `export` never need
+        configure_compilation_cache()
     try:
         return args.func(args)
     except InputError as e:
