@@ -9,9 +9,10 @@ so first - second is the compile cost. "load s" is building the model from the c
 tokenizer library's import, "import s"). For each density the cache folder starts empty ("cold") and the next
 process reads it ("warm"). The reason for data.tokenize.inference_length_buckets and
 cli.configure_compilation_cache. On an H100 (MiniLM, all 5,483 texts; float16 weights upcast, for the transfer):
-  per octave 4: 13 lengths, cold 69.4 s first pass (2.8 s compiled), warm 5.2 s
-  per octave 1:  5 lengths, cold 30.6-34.6 s first pass (1.8-2.1 s compiled), warm 3.8 s
-  and every process spends 14-19 s importing the tokenizer library (transformers imports torch).
+  per octave 4: 13 lengths, first pass 70.1 s cold, 5.3 s warm; compiled pass 1.2-1.4 s
+  per octave 1:  5 lengths, first pass 30.2 s cold, 3.1 s warm; compiled pass 1.4 s
+  and every process spends 11-17 s importing the tokenizer library (transformers imports torch), then 2-4 s
+  building the model.
 """
 
 import argparse
