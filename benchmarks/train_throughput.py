@@ -32,18 +32,15 @@ def main():
 
     from jaxretrieval.config import load_config
     from jaxretrieval.convert.hf_import import read_hf_config
-    from jaxretrieval.train.loop import global_batch, init_train_state, make_train_step, prepare
-    from jaxretrieval.train.mesh import tree_shardings
+    from jaxretrieval.train.loop import global_batch, init_train_state, prepare, train_step_for
 
     out = tempfile.mkdtemp()
     cfg = load_config(REPO / "configs" / "scifact_mnrl.yaml",
                       [f"output_dir={out}", f"model.path={args.model}", f"data.train={args.data}", "eval.data=",
                        *args.overrides])
     prep = prepare(cfg)
-    graphdef, state, state_sh, batch_sh, (tx, schedule) = init_train_state(prep)
-    aux_sh = tree_shardings(prep.task.aux, prep.mesh)
-    aux = jax.device_put(prep.task.aux, aux_sh)
-    step_fn = make_train_step(graphdef, tx, schedule, cfg, prep.task, state_sh, batch_sh, aux_sh, prep.mesh)
+    graphdef, state, state_sh, batch_sh, schedule_tx = init_train_state(prep)
+    step_fn, aux = train_step_for(prep, graphdef, state_sh, batch_sh, schedule_tx)
     steps = range(args.first_step, args.first_step + args.steps)
     hf = read_hf_config(args.model)
     src = prep.source

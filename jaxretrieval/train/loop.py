@@ -150,6 +150,14 @@ def init_train_state(prep: Prepared):
     return graphdef, state, state_sh, batch_sh, (tx, schedule)
 
 
+def train_step_for(prep: Prepared, graphdef, state_sh, batch_sh, schedule_tx):
+    """The jitted step of this task, and the task's `aux` (online teachers' parameters) placed on the mesh.
+    Returns (step(state, batch, aux) -> (state, metrics), aux)."""
+    aux_sh = tree_shardings(prep.task.aux, prep.mesh)
+    aux = jax.device_put(prep.task.aux, aux_sh)
+    return make_train_step(graphdef, *schedule_tx, prep.cfg, prep.task, state_sh, batch_sh, aux_sh, prep.mesh), aux
+
+
 def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
     """Run (or resume) training. Returns a summary: final step, last loss, last and best eval metrics.
 
@@ -160,7 +168,7 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
     latest = saved[-1] if saved else None
     prep = prepare(cfg, resuming=latest is not None)
     out.mkdir(parents=True, exist_ok=True)
-    mesh, source = prep.mesh, prep.source
+    source = prep.source
     graphdef, state, state_sh, batch_sh, schedule_tx = init_train_state(prep)
     checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
     meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": source.fingerprint(), "best": None}
@@ -176,9 +184,7 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
     if jax.process_index() == 0:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
-    aux_sh = tree_shardings(prep.task.aux, mesh)
-    aux = jax.device_put(prep.task.aux, aux_sh)
-    train_step = make_train_step(graphdef, *schedule_tx, cfg, prep.task, state_sh, batch_sh, aux_sh, mesh)
+    train_step, aux = train_step_for(prep, graphdef, state_sh, batch_sh, schedule_tx)
     run_log = RunLog(out, start, prep.total_steps)
     summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": []}
 
