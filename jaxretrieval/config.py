@@ -81,6 +81,10 @@ class DistillConfig:
     l2_weight: float = 0.0
     margin: float = 0.015
     relative_chunk: int = 1024  # rows of the pairs-of-pairs matrix per chunk (bounded memory)
+    # > 0: add row-wise KL between teacher and student in-batch neighbour distributions at cos / temperature
+    # (losses/distill.py listwise_similarity_loss), on every head
+    listwise_weight: float = 0.0
+    listwise_temperature: float = 0.05
     max_length: int = 256  # token limit for student and online teachers
     # > 0: each batch is batch_size / neighbour_group groups of teacher-space nearest neighbours instead of random
     # texts (topic-aware sampling; data/neighbour_batches.py), searched within shuffled windows of neighbour_window
@@ -245,6 +249,8 @@ class TrainConfig:
              "distill.neighbour_group", "must be >= 0, needs distill.teacher_vectors, and must not exceed "
              "distill.neighbour_window"),
             (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),
+            (self.distill.listwise_weight >= 0, "distill.listwise_weight", "must be >= 0"),
+            (self.distill.listwise_temperature > 0, "distill.listwise_temperature", "must be positive"),
             (self.grad_cache_chunk >= 0 and (not self.grad_cache_chunk or self.batch_size % self.grad_cache_chunk == 0),
              "grad_cache_chunk", "must be >= 0 and divide batch_size"),
         ]

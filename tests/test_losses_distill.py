@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxretrieval.losses.distill import (cosine_loss, l2_loss, relative_similarity_loss, similarity_loss,
-                                         stella_loss, teacher_target)
+from jaxretrieval.losses.distill import (cosine_loss, l2_loss, listwise_similarity_loss, relative_similarity_loss,
+                                         similarity_loss, stella_loss, teacher_target)
 
 
 def _unit(x):
@@ -46,6 +46,21 @@ def ref_relative(s, t, margin):
     return total / count if count else 0.0
 
 
+def ref_listwise(s, t, temperature):
+    b = len(s)
+    total = 0.0
+    for i in range(b):
+        others = [j for j in range(b) if j != i]
+        if len(others) < 2:
+            return 0.0
+        zs = np.array([np.dot(s[i], s[j]) for j in others]) / temperature
+        zt = np.array([np.dot(t[i], t[j]) for j in others]) / temperature
+        p = np.exp(zt - zt.max()) / np.exp(zt - zt.max()).sum()
+        q = np.exp(zs - zs.max()) / np.exp(zs - zs.max()).sum()
+        total += np.sum(p * (np.log(p) - np.log(q)))
+    return total / b
+
+
 @pytest.mark.parametrize("b", [1, 2, 3, 5, 9])
 def test_losses_match_reference(b):
     s, t = _vectors(b, 6, 6, seed=b)
@@ -55,6 +70,9 @@ def test_losses_match_reference(b):
     for chunk in (1, 2, 1024):  # chunks that do and do not divide the number of pairs
         np.testing.assert_allclose(relative_similarity_loss(s, t, 0.015, chunk), ref_relative(s, t, 0.015),
                                    rtol=1e-5, atol=1e-7)
+    for temperature in (0.05, 1.0):
+        np.testing.assert_allclose(listwise_similarity_loss(s, t, temperature), ref_listwise(s, t, temperature),
+                                   rtol=1e-4, atol=1e-6)
 
 
 def test_matryoshka_head_uses_only_similarity_terms():
@@ -62,6 +80,19 @@ def test_matryoshka_head_uses_only_similarity_terms():
     total, terms = stella_loss(s, t, full_dimension=False)
     assert set(terms) == {"similarity", "relative"}
     np.testing.assert_allclose(total, 200 * ref_similarity(s, t) + 20 * ref_relative(s, t, 0.015), rtol=1e-5)
+    total, terms = stella_loss(s, t, full_dimension=False, listwise_weight=2.0, listwise_temperature=0.1)
+    assert set(terms) == {"similarity", "relative", "listwise"}
+    np.testing.assert_allclose(total, 200 * ref_similarity(s, t) + 20 * ref_relative(s, t, 0.015)
+                               + 2 * ref_listwise(s, t, 0.1), rtol=1e-5)
+
+
+def test_listwise_is_zero_when_student_rows_order_like_the_teacher():
+    """Only the order and spread of each row's neighbours count: the student equal to the teacher gives 0, and
+    the loss grows as a row's nearest neighbour is swapped out."""
+    s, t = _vectors(6, 8, 8, seed=7)
+    assert abs(float(listwise_similarity_loss(t, t))) < 1e-6
+    swapped = t[[0, 2, 1, 3, 4, 5]]
+    assert float(listwise_similarity_loss(swapped, t)) > 0.01
 
 
 @pytest.mark.parametrize("b", [1, 2, 3])
@@ -69,7 +100,8 @@ def test_small_batches_and_ties_give_finite_values_and_gradients(b):
     s, t = _vectors(b, 5, 5, seed=10 + b)
     tied = np.repeat(t[:1], b, axis=0)  # every teacher pair score equal: no ordered pair of pairs
     for teacher in (t, tied):
-        loss, grad = jax.value_and_grad(lambda x: stella_loss(x, teacher, l2_weight=1.0)[0])(jnp.asarray(s))
+        loss, grad = jax.value_and_grad(
+            lambda x: stella_loss(x, teacher, l2_weight=1.0, listwise_weight=1.0)[0])(jnp.asarray(s))
         assert np.isfinite(float(loss)) and np.isfinite(np.asarray(grad)).all()
     assert float(relative_similarity_loss(s, tied)) == 0.0
 

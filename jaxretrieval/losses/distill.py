@@ -72,6 +72,29 @@ def relative_similarity_loss(s: jax.Array, t: jax.Array, margin: float = 0.015, 
     return total / jnp.maximum(count, 1).astype(jnp.float32)
 
 
+def listwise_similarity_loss(s: jax.Array, t: jax.Array, temperature: float = 0.05) -> jax.Array:
+    """Row-wise KL(teacher ‖ student) between softmax distributions over each text's in-batch neighbours (its own
+    entry excluded), at scores cos / temperature, averaged over rows.
+
+    The similarity and relative terms weigh every pair, or pair of pairs, of the batch alike; most are unrelated
+    texts, while top-10 retrieval depends on the order of each text's few nearest ones. At a temperature like a
+    contrastive model's (0.05), a row's teacher distribution puts its mass on those, so this term teaches the
+    order at the top of each row (in-batch listwise distillation). B = 1 and 2 give 0: a row needs two
+    neighbours to have an order.
+    """
+    b = s.shape[0]
+    if b < 3:
+        return jnp.zeros((), jnp.float32)
+    s, t = s.astype(jnp.float32), t.astype(jnp.float32)
+    off = ~jnp.eye(b, dtype=bool)
+    # a finite fill, not -inf: exp gives exactly 0 there, and the masked products below stay 0 (no inf - inf)
+    fill = jnp.float32(-1e9)
+    log_q = jax.nn.log_softmax(jnp.where(off, s @ s.T / temperature, fill), axis=-1)
+    log_p = jax.nn.log_softmax(jnp.where(off, t @ t.T / temperature, fill), axis=-1)
+    kl = jnp.where(off, jnp.exp(log_p) * (log_p - log_q), 0.0)
+    return jnp.mean(jnp.sum(kl, axis=-1))
+
+
 def teacher_target(teachers: list[jax.Array], weights: list[float] | None = None) -> jax.Array:
     """Each teacher's vectors normalized, concatenated, normalized again: float32[B, ΣDt].
 
@@ -87,11 +110,15 @@ def teacher_target(teachers: list[jax.Array], weights: list[float] | None = None
 
 def stella_loss(s: jax.Array, t: jax.Array, *, cosine_weight: float = 10.0, similarity_weight: float = 200.0,
                 relative_weight: float = 20.0, l2_weight: float = 0.0, margin: float = 0.015,
+                listwise_weight: float = 0.0, listwise_temperature: float = 0.05,
                 full_dimension: bool = True, chunk: int = 1024) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Weighted sum of the terms; full_dimension=False (a Matryoshka head) keeps only the similarity and relative
-    terms. Returns (total, {term: value})."""
+    """Weighted sum of the terms; full_dimension=False (a Matryoshka head) keeps only the similarity-based terms
+    (similarity, relative, listwise). Returns (total, {term: value})."""
     terms = {"similarity": similarity_loss(s, t), "relative": relative_similarity_loss(s, t, margin, chunk)}
     total = similarity_weight * terms["similarity"] + relative_weight * terms["relative"]
+    if listwise_weight:
+        terms["listwise"] = listwise_similarity_loss(s, t, listwise_temperature)
+        total = total + listwise_weight * terms["listwise"]
     if full_dimension:
         terms["cosine"] = cosine_loss(s, t)
         total = total + cosine_weight * terms["cosine"]

@@ -174,6 +174,7 @@ class DistillTask:
         target = jax.lax.stop_gradient(teacher_target(vectors, d.teacher_weights))
         weights = dict(cosine_weight=d.cosine_weight, similarity_weight=d.similarity_weight,
                        relative_weight=d.relative_weight, l2_weight=d.l2_weight, margin=d.margin,
+                       listwise_weight=d.listwise_weight, listwise_temperature=d.listwise_temperature,
                        chunk=d.relative_chunk)
         total, terms = stella_loss(outs[main], target, full_dimension=self.pointwise, **weights)
         metrics = dict(terms)
