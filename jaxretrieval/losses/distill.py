@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxretrieval.losses.listwise import listwise_kl_loss
+
 
 def cosine_loss(s: jax.Array, t: jax.Array) -> jax.Array:
     """mean over the batch of 1 − s·t."""
@@ -86,13 +88,7 @@ def listwise_similarity_loss(s: jax.Array, t: jax.Array, temperature: float = 0.
     if b < 3:
         return jnp.zeros((), jnp.float32)
     s, t = s.astype(jnp.float32), t.astype(jnp.float32)
-    off = ~jnp.eye(b, dtype=bool)
-    # a finite fill, not -inf: exp gives exactly 0 there, and the masked products below stay 0 (no inf - inf)
-    fill = jnp.float32(-1e9)
-    log_q = jax.nn.log_softmax(jnp.where(off, s @ s.T / temperature, fill), axis=-1)
-    log_p = jax.nn.log_softmax(jnp.where(off, t @ t.T / temperature, fill), axis=-1)
-    kl = jnp.where(off, jnp.exp(log_p) * (log_p - log_q), 0.0)
-    return jnp.mean(jnp.sum(kl, axis=-1))
+    return listwise_kl_loss(s @ s.T, t @ t.T, temperature, mask=~jnp.eye(b, dtype=bool))
 
 
 def teacher_target(teachers: list[jax.Array], weights: list[float] | None = None) -> jax.Array:
