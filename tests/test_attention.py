@@ -60,8 +60,29 @@ def test_dropout_backward_matches_autodiff_of_the_same_masks(monkeypatch):
         np.testing.assert_allclose(np.asarray(o), np.asarray(r), atol=2e-5, rtol=2e-5)
 
 
-def test_keep_mask_rate_and_scale():
-    mask = np.asarray(layers.keep_mask(jax.random.key(0), 0.1, (1000, 999)))
-    assert len(np.unique(mask)) == 2 and mask.min() == 0 and abs(mask.max() - 1 / 0.9) < 1e-4
-    assert abs((mask == 0).mean() - 0.1) < 2e-3
-    assert abs(mask.mean() - 1.0) < 3e-3
+@pytest.mark.parametrize("rate", [0.01, 0.1, 0.5])
+def test_keep_mask_rate_and_scale(rate):
+    mask = np.asarray(layers.keep_mask(jax.random.key(0), rate, (1000, 999)))
+    assert len(np.unique(mask)) == 2 and mask.min() == 0 and abs(mask.max() - 1 / (1 - rate)) < 1e-4
+    sigma = np.sqrt(rate * (1 - rate) / mask.size)
+    assert abs((mask == 0).mean() - rate) < 5 * sigma
+    assert np.asarray(layers.keep_mask(jax.random.key(0), 1.0, (3, 4))).max() == 0
+
+
+def test_keep_masks_are_uncorrelated_across_keys_rows_and_columns():
+    """The hash-based masks behave as independent draws: between keys that differ by one fold_in (consecutive
+    steps), between neighbouring rows and columns, and between two masks of one key's split (layers)."""
+    shape, rate = (64, 12, 32, 32), 0.1
+    step_keys = [jax.random.fold_in(jax.random.key(7), i) for i in range(2)]
+    masks = [np.asarray(layers.keep_mask(k, rate, shape)) == 0 for k in step_keys + list(jax.random.split(
+        step_keys[0]))]
+    sigma = np.sqrt(rate * (1 - rate) / masks[0].size) * 6
+
+    def both_dropped(a, b):  # independent: rate²
+        return (a & b).mean()
+
+    for a, b in [(masks[0], masks[1]), (masks[2], masks[3]), (masks[0], masks[2]),
+                 (masks[0][..., 1:], masks[0][..., :-1]), (masks[0][:, :, 1:], masks[0][:, :, :-1]),
+                 (masks[0][1:], masks[0][:-1])]:
+        assert abs(both_dropped(a, b) - rate * rate) < sigma
+    np.testing.assert_array_equal(masks[0], np.asarray(layers.keep_mask(step_keys[0], rate, shape)) == 0)
