@@ -86,3 +86,18 @@ def test_keep_masks_are_uncorrelated_across_keys_rows_and_columns():
                  (masks[0][1:], masks[0][:-1])]:
         assert abs(both_dropped(a, b) - rate * rate) < sigma
     np.testing.assert_array_equal(masks[0], np.asarray(layers.keep_mask(step_keys[0], rate, shape)) == 0)
+
+
+def test_dropout_on_a_batch_sharded_array_needs_no_communication():
+    """Each device draws its own shard of the mask (no all-gather of a global mask), and the result equals the
+    single-device one."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    n = min(jax.device_count(), 8)
+    sharding = NamedSharding(jax.make_mesh((n,), ("data",)), PartitionSpec("data"))
+    x = jax.device_put(jnp.ones((2 * n, 4, 16, 16)), sharding)
+    drop = jax.jit(lambda x, k: layers.dropout(x, 0.1, k), in_shardings=(sharding, None), out_shardings=sharding)
+    hlo = drop.lower(x, jax.random.key(0)).compile().as_text()
+    assert not any(op in hlo for op in ("all-gather", "all-to-all", "collective-permute", "all-reduce"))
+    single = jax.jit(lambda x, k: layers.dropout(x, 0.1, k))(np.ones(x.shape, np.float32), jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(drop(x, jax.random.key(0))), np.asarray(single))
