@@ -76,7 +76,7 @@ def test_keep_masks_are_uncorrelated_across_keys_rows_and_columns():
     step_keys = [jax.random.fold_in(jax.random.key(7), i) for i in range(2)]
     masks = [np.asarray(layers.keep_mask(k, rate, shape)) == 0 for k in step_keys + list(jax.random.split(
         step_keys[0]))]
-    sigma = np.sqrt(rate * (1 - rate) / masks[0].size) * 6
+    tolerance = 6 * np.sqrt(rate * (1 - rate) / masks[0].size)
 
     def both_dropped(a, b):  # independent: rate²
         return (a & b).mean()
@@ -84,7 +84,7 @@ def test_keep_masks_are_uncorrelated_across_keys_rows_and_columns():
     for a, b in [(masks[0], masks[1]), (masks[2], masks[3]), (masks[0], masks[2]),
                  (masks[0][..., 1:], masks[0][..., :-1]), (masks[0][:, :, 1:], masks[0][:, :, :-1]),
                  (masks[0][1:], masks[0][:-1])]:
-        assert abs(both_dropped(a, b) - rate * rate) < sigma
+        assert abs(both_dropped(a, b) - rate * rate) < tolerance
     np.testing.assert_array_equal(masks[0], np.asarray(layers.keep_mask(step_keys[0], rate, shape)) == 0)
 
 
