@@ -60,9 +60,10 @@ def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
     # row = the position over all leading dims, built from per-dim iotas (no reshape, so a batch-sharded mask is
     # computed shard by shard)
     lead = shape[:-1]
-    row = jnp.zeros(lead, jnp.uint32)
-    for d, stride in enumerate(np.cumprod((1,) + lead[::-1])[:-1][::-1]):
-        row = row + jax.lax.broadcasted_iota(jnp.uint32, lead, d) * jnp.uint32(int(stride) % 2**32)
+    row, stride = jnp.zeros(lead, jnp.uint32), 1
+    for d in reversed(range(len(lead))):  # row-major: the last leading dim moves fastest
+        row = row + jax.lax.broadcasted_iota(jnp.uint32, lead, d) * jnp.uint32(stride % 2**32)
+        stride *= lead[d]
     row_hash = _fmix32(row * jnp.uint32(0x9E3779B9) ^ seeds[0])
     col_words = jax.lax.iota(jnp.uint32, shape[-1]) * jnp.uint32(0x7FEB352D) + seeds[1]
     uniforms = _fmix32(row_hash[..., None] ^ col_words)
