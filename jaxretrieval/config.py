@@ -167,6 +167,10 @@ class TrainConfig:
     output_dir: str = ""
     task: str = "dense"  # dense (InfoNCE) | distill (Stella/Jasper) | colbert (MaxSim) | reranker (cross-encoder)
     init_from: str = ""  # run directory or RUN/checkpoints/STEP whose parameters start this run (stages)
+    # Parameters, by optimizer.trainable's patterns ("head", "encoder.layers[-1:]", globs), that keep this run's
+    # fresh initialization instead of init_from's values: "head" restarts the projection head as an isometry
+    # (head_init orthogonal / principal) on the encoder a previous stage trained.
+    init_fresh: str = ""
     seed: int = 0
     steps: int = 0  # 0: one pass over the data times `epochs`
     epochs: float = 1.0

@@ -225,6 +225,36 @@ def test_orthogonal_head_keeps_the_students_cosines(setup):
     assert np.abs(cosines(with_heads(loaded.model, head_dim=2 * hidden)) - cosines(loaded.model)).max() > 1e-2
 
 
+def test_init_fresh_restarts_the_named_parameters_and_loads_the_rest(setup, tmp_path):
+    """init_fresh=head: the encoder comes from init_from, the head keeps this run's own start, an isometry with
+    head_init=orthogonal, even at another width than the saved head's. A pattern that selects nothing is an
+    error naming init_fresh."""
+    from jaxretrieval.train.model_setup import build_embedder
+
+    _, student, _, texts, vectors = setup
+    run = tmp_path / "stage"
+    train(_cfg(run, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=48", "steps=1",
+               "save_every=1", "distill.cosine_weight=0"))
+    saved = flat_params(load_export_source(run).loaded.model)
+
+    def start(width, *extra):
+        return flat_params(build_embedder(_cfg(tmp_path / "next", student, texts, f"distill.teacher_vectors={vectors}",
+                                               f"model.head_dim={width}", "model.head_init=orthogonal",
+                                               *extra)).model)
+
+    for width in (48, 32):
+        unloaded, loaded = start(width), start(width, f"init_from={run}", "init_fresh=head")
+        assert sorted(k for k in loaded if not k.startswith("encoder.")) == ["dense.0.bias", "dense.0.kernel"]
+        for k, v in loaded.items():
+            np.testing.assert_array_equal(v, unloaded[k] if k.startswith("dense.") else saved[k], err_msg=k)
+        kernel = loaded["dense.0.kernel"]  # float[24, width]
+        np.testing.assert_allclose(kernel @ kernel.T, np.eye(24), atol=1e-5)
+    moved = [k for k in saved if k.startswith("encoder.") and not np.array_equal(saved[k], unloaded[k])]
+    assert moved  # the encoder really came from the checkpoint, not from the model directory
+    with pytest.raises(InputError, match="init_fresh"):
+        start(48, f"init_from={run}", "init_fresh=decoder.*")
+
+
 def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup, tmp_path):
     """head_init=principal: a fresh narrow Matryoshka head is the rank-d SVD of the student's pooled vectors, so its
     cosines match the student's better than a random orthogonal projection's; a head already in init_from's

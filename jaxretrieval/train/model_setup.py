@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 PRINCIPAL_SAMPLE = 2048  # training texts whose pooled vectors give head_init=principal its directions
 
 
-def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_all: bool = False) -> list[str]:
-    """Copy a checkpoint's parameters into `model` by name. Returns the names the checkpoint lacked (new heads of
-    a later stage keep their fresh initialization); require_all makes any difference an error."""
+def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_all: bool = False,
+                           keep_fresh: frozenset[str] = frozenset()) -> list[str]:
+    """Copy a checkpoint's parameters into `model` by name, except those in `keep_fresh` (their saved shape may
+    differ too). Returns the names left as initialized: those the checkpoint lacked (new heads of a later stage)
+    and `keep_fresh`. require_all makes any missing or unexpected name an error."""
     from jaxretrieval.train.checkpoint import restore_params
 
     saved, _ = restore_params(run_dir, step)
@@ -35,12 +37,13 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
     if unused or (require_all and missing):
         raise InputError(f"checkpoint parameters do not match the configured model: missing {missing[:3]}, "
                          f"unexpected {unused[:3]}", run_dir / "checkpoints" / str(step))
+    saved = {k: v for k, v in saved.items() if k not in keep_fresh}
     for key in saved:
         if saved[key].shape != expected[key].shape:
             raise InputError(f"parameter {key}: checkpoint shape {saved[key].shape} != model shape "
                              f"{expected[key].shape}", run_dir / "checkpoints" / str(step))
     set_flat_params(model, saved)
-    return missing
+    return sorted(set(missing) | keep_fresh)
 
 
 def build_model(cfg: TrainConfig, initialize: bool = True):
@@ -91,10 +94,16 @@ def _init_from(cfg: TrainConfig, model) -> set[str] | None:
     if found is None:
         raise InputError("init_from must be a run directory or RUN/checkpoints/STEP", cfg.init_from,
                          field="init_from")
-    fresh = load_checkpoint_params(model, *found)
+    keep_fresh = frozenset()
+    if cfg.init_fresh:
+        from jaxretrieval.train.optimizer import trainable_names
+
+        keep_fresh = frozenset(trainable_names(list(flat_params(model)), cfg.init_fresh,
+                                               len(getattr(model.encoder, "layers", [])), field="init_fresh"))
+    fresh = load_checkpoint_params(model, *found, keep_fresh=keep_fresh)
     if fresh:
-        log.warning("init_from %s: %d parameters not in the checkpoint start fresh, e.g. %s", cfg.init_from,
-                    len(fresh), fresh[:3])
+        log.warning("init_from %s: %d parameters start fresh (%d by init_fresh), e.g. %s", cfg.init_from,
+                    len(fresh), len(keep_fresh), fresh[:3])
     return set(fresh)
 
 

@@ -49,9 +49,9 @@ def make_optimizer(cfg: OptimizerConfig, peak: float, total_steps: int
 _LAYER_SLICE = re.compile(r"^encoder\.layers\[(-?\d*):(-?\d*)\]$")
 
 
-def trainable_names(names: list[str], patterns: str, num_layers: int) -> set[str]:
-    """Dotted parameter names selected by `optimizer.trainable` (see config.py). A pattern that selects nothing
-    is an error, so a typo cannot silently freeze the whole model."""
+def trainable_names(names: list[str], patterns: str, num_layers: int, field: str = "optimizer.trainable") -> set[str]:
+    """Dotted parameter names selected by `optimizer.trainable`'s patterns (see config.py; `init_fresh` uses them
+    too). A pattern that selects nothing is an error, so a typo cannot silently freeze the whole model."""
     import fnmatch
 
     from jaxretrieval.errors import InputError
@@ -72,8 +72,8 @@ def trainable_names(names: list[str], patterns: str, num_layers: int) -> set[str
             hits = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
         if not hits:
             raise InputError(f"pattern {pattern!r} matches no parameter (e.g. {names[:2]})", "config",
-                             field="optimizer.trainable")
+                             field=field)
         selected |= hits
     if not selected:
-        raise InputError("no trainable parameters", "config", field="optimizer.trainable")
+        raise InputError("no parameters selected", "config", field=field)
     return selected
