@@ -236,6 +236,8 @@ class TrainConfig:
              "must be normal, orthogonal or principal"),
             (self.model.head_init != "principal" or self.task == "distill", "model.head_init",
              "principal needs task distill (its directions come from data.train's texts)"),
+            (not self.init_fresh or bool(self.init_from), "init_fresh",
+             "needs init_from (without it every parameter starts fresh already)"),
             (self.model.lora_rank >= 0, "model.lora_rank", "must be >= 0"),
             (self.reranker.in_batch_negatives >= 0, "reranker.in_batch_negatives", "must be >= 0"),
             (not self.reranker.in_batch_negatives or self.reranker.loss != "distill",

@@ -50,6 +50,8 @@ def test_wrong_type_and_bad_value_name_the_key():
         load_config(None, BASE + ["model.head_init=principal"])
     with pytest.raises(InputError, match=r"\[model.max_length\].*dense and distill"):  # would do nothing there
         load_config(None, BASE + ["task=reranker", "model.max_length=384"])
+    with pytest.raises(InputError, match=r"\[init_fresh\].*init_from"):  # would do nothing without it
+        load_config(None, BASE + ["init_fresh=head"])
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
