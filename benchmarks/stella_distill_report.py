@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 
-def last_eval(run: Path) -> dict:
+def last_eval(run: Path) -> dict | None:
+    """The run's last eval record; None for a run trained without eval (e.g. `eval.data=` to save time)."""
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval/ndcg@10" in r]
-    return {k.removeprefix("eval/"): v for k, v in evals[-1].items()}
+    return {k.removeprefix("eval/"): v for k, v in evals[-1].items()} if evals else None
 
 
 def main(root: Path):
@@ -23,15 +24,16 @@ def main(root: Path):
                                                                    student_sts)]
     for stage in ("stage1", "stage2"):
         e = last_eval(root / stage)
-        rows.append((f"student after {stage}", e["ndcg@10"], e["sts_spearman"]))
-    seeds = [last_eval(root / f"stage3_seed{s}") for s in range(3) if (root / f"stage3_seed{s}").exists()]
+        rows.append((f"student after {stage}", *((e["ndcg@10"], e["sts_spearman"]) if e else (None, None))))
+    seeds = [last_eval(run) for run in sorted(root.glob("stage3_seed*"), key=lambda p: int(p.name[11:]))]
     e = seeds[0]
     rows.append(("student after stage3 (seed 0), 768", e["ndcg@10"], e["sts_spearman"]))
     for dim in sorted({int(k.split("/")[0][3:]) for k in e if k.startswith("dim")}, reverse=True):
         rows.append((f"  Matryoshka {dim}", e[f"dim{dim}/ndcg@10"], e[f"dim{dim}/sts_spearman"]))
     print("| model | SciFact nDCG@10 | STS-B Spearman |\n|---|---|---|")
     for name, ndcg, sts in rows:
-        print(f"| {name} | {ndcg:.4f} | {sts * 100:.2f} |")
+        print(f"| {name} | {'not evaluated' if ndcg is None else f'{ndcg:.4f}'} | "
+              f"{'not evaluated' if sts is None else f'{sts * 100:.2f}'} |")
     n = np.array([s["ndcg@10"] for s in seeds])
     st = np.array([s["sts_spearman"] for s in seeds]) * 100
     print(f"\nstage 3 over {len(seeds)} seeds: nDCG@10 {n.mean():.4f} ± {n.std():.4f} (min {n.min():.4f}, max "
