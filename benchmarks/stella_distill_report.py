@@ -25,7 +25,8 @@ def main(root: Path):
     for stage in ("stage1", "stage2"):
         e = last_eval(root / stage)
         rows.append((f"student after {stage}", *((e["ndcg@10"], e["sts_spearman"]) if e else (None, None))))
-    seeds = [last_eval(run) for run in sorted(root.glob("stage3_seed*"), key=lambda p: int(p.name[11:]))]
+    runs = sorted(root.glob("stage3_seed*"), key=lambda p: int(p.name.removeprefix("stage3_seed")))
+    seeds = [last_eval(run) for run in runs]
     e = seeds[0]
     rows.append(("student after stage3 (seed 0), 768", e["ndcg@10"], e["sts_spearman"]))
     for dim in sorted({int(k.split("/")[0][3:]) for k in e if k.startswith("dim")}, reverse=True):

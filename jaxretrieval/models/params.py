@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +25,40 @@ def param_shapes(model: nnx.Module) -> dict[str, tuple[int, ...]]:
     """Shape of every nnx.Param by dotted path; works on a model built with nnx.eval_shape (no values yet)."""
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
     return {_path_str(path): tuple(var.get_value().shape) for path, var in flat}
+
+
+_LAYER_SLICE = re.compile(r"^encoder\.layers\[(-?\d*):(-?\d*)\]$")
+
+
+def select_params(model: nnx.Module, patterns: str, field: str = "optimizer.trainable") -> set[str]:
+    """Dotted parameter names selected by comma-separated patterns, the language of `optimizer.trainable` and
+    `init_fresh` (see config.py): "all", "head" (outside the encoder), "lora", "encoder.layers[-3:]", or a glob.
+    A pattern that selects nothing is an error naming `field`, so a typo cannot silently freeze (or restart) the
+    whole model. Reads names and shapes only, so a large model is not copied to the host."""
+    from jaxretrieval.errors import InputError
+
+    names = list(param_shapes(model))
+    num_layers = len(getattr(getattr(model, "encoder", None), "layers", []))
+    selected: set[str] = set()
+    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
+        if pattern == "all":
+            hits = set(names)
+        elif pattern == "head":
+            hits = {n for n in names if not n.startswith("encoder.")}
+        elif pattern == "lora":
+            hits = {n for n in names if n.rsplit(".", 1)[-1] in ("lora_a", "lora_b")}
+        elif m := _LAYER_SLICE.match(pattern):
+            start, stop = (int(x) if x else None for x in m.groups())
+            layers = range(num_layers)[slice(start, stop)]
+            hits = {n for n in names for i in layers if n.startswith(f"encoder.layers.{i}.")}
+        else:
+            hits = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+        if not hits:
+            raise InputError(f"pattern {pattern!r} matches no parameter (e.g. {names[:2]})", "config", field=field)
+        selected |= hits
+    if not selected:
+        raise InputError("no parameters selected", "config", field=field)
+    return selected
 
 
 def assert_concrete(model: nnx.Module) -> None:

@@ -26,7 +26,7 @@ from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.retrieval import evaluate_dense
 from jaxretrieval.eval.sts import evaluate_sts
-from jaxretrieval.models.params import flat_params
+from jaxretrieval.models.params import select_params
 from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
 from jaxretrieval.train.dense_task import DenseTask
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
@@ -35,7 +35,7 @@ from jaxretrieval.train.colbert_task import ColBERTTask
 from jaxretrieval.train.reranker_task import RerankerTask
 from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
-from jaxretrieval.train.optimizer import make_optimizer, trainable_names
+from jaxretrieval.train.optimizer import make_optimizer
 from jaxretrieval.train.run_log import RunLog
 
 TASKS = {"dense": DenseTask, "distill": DistillTask, "colbert": ColBERTTask, "reranker": RerankerTask}
@@ -124,9 +124,7 @@ def global_batch(local: dict[str, np.ndarray], shardings: dict[str, Any]) -> dic
 def split_trainable(model, cfg: TrainConfig):
     """(graphdef, trainable params, frozen params) by optimizer.trainable; frozen ones get no gradient, no
     update and no optimizer state."""
-    names = list(flat_params(model))
-    num_layers = len(getattr(model.encoder, "layers", []))
-    chosen = trainable_names(names, cfg.optimizer.trainable, num_layers)
+    chosen = select_params(model, cfg.optimizer.trainable)
     is_trainable = lambda path, _: ".".join(str(p) for p in path) in chosen  # noqa: E731
     return nnx.split(model, is_trainable, ...)
 

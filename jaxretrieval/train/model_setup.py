@@ -16,7 +16,7 @@ from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
 from jaxretrieval.errors import InputError
 from jaxretrieval.models.embedder import Embedder, carried_matryoshka_heads, with_heads
-from jaxretrieval.models.params import flat_params, set_flat_params
+from jaxretrieval.models.params import param_shapes, select_params, set_flat_params
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
     from jaxretrieval.train.checkpoint import restore_params
 
     saved, _ = restore_params(run_dir, step)
-    expected = flat_params(model)
+    expected = param_shapes(model)  # names and shapes only: no host copy of the model
     missing = sorted(set(expected) - set(saved))
     unused = sorted(set(saved) - set(expected))
     if unused or (require_all and missing):
@@ -39,9 +39,9 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
                          f"unexpected {unused[:3]}", run_dir / "checkpoints" / str(step))
     saved = {k: v for k, v in saved.items() if k not in keep_fresh}
     for key in saved:
-        if saved[key].shape != expected[key].shape:
+        if tuple(saved[key].shape) != expected[key]:
             raise InputError(f"parameter {key}: checkpoint shape {saved[key].shape} != model shape "
-                             f"{expected[key].shape}", run_dir / "checkpoints" / str(step))
+                             f"{expected[key]}", run_dir / "checkpoints" / str(step))
     set_flat_params(model, saved)
     return sorted(set(missing) | keep_fresh)
 
@@ -94,12 +94,7 @@ def _init_from(cfg: TrainConfig, model) -> set[str] | None:
     if found is None:
         raise InputError("init_from must be a run directory or RUN/checkpoints/STEP", cfg.init_from,
                          field="init_from")
-    keep_fresh = frozenset()
-    if cfg.init_fresh:
-        from jaxretrieval.train.optimizer import trainable_names
-
-        keep_fresh = frozenset(trainable_names(list(flat_params(model)), cfg.init_fresh,
-                                               len(getattr(model.encoder, "layers", [])), field="init_fresh"))
+    keep_fresh = frozenset(select_params(model, cfg.init_fresh, field="init_fresh") if cfg.init_fresh else ())
     fresh = load_checkpoint_params(model, *found, keep_fresh=keep_fresh)
     if fresh:
         log.warning("init_from %s: %d parameters start fresh (%d by init_fresh), e.g. %s", cfg.init_from,

@@ -44,36 +44,3 @@ def make_optimizer(cfg: OptimizerConfig, peak: float, total_steps: int
                     mask=weight_decay_mask),
     )
     return tx, schedule
-
-
-_LAYER_SLICE = re.compile(r"^encoder\.layers\[(-?\d*):(-?\d*)\]$")
-
-
-def trainable_names(names: list[str], patterns: str, num_layers: int, field: str = "optimizer.trainable") -> set[str]:
-    """Dotted parameter names selected by `optimizer.trainable`'s patterns (see config.py; `init_fresh` uses them
-    too). A pattern that selects nothing is an error, so a typo cannot silently freeze the whole model."""
-    import fnmatch
-
-    from jaxretrieval.errors import InputError
-
-    selected: set[str] = set()
-    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
-        if pattern == "all":
-            hits = set(names)
-        elif pattern == "head":
-            hits = {n for n in names if not n.startswith("encoder.")}
-        elif pattern == "lora":
-            hits = {n for n in names if n.rsplit(".", 1)[-1] in ("lora_a", "lora_b")}
-        elif m := _LAYER_SLICE.match(pattern):
-            start, stop = (int(x) if x else None for x in m.groups())
-            layers = range(num_layers)[slice(start, stop)]
-            hits = {n for n in names for i in layers if n.startswith(f"encoder.layers.{i}.")}
-        else:
-            hits = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
-        if not hits:
-            raise InputError(f"pattern {pattern!r} matches no parameter (e.g. {names[:2]})", "config",
-                             field=field)
-        selected |= hits
-    if not selected:
-        raise InputError("no parameters selected", "config", field=field)
-    return selected
