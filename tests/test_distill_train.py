@@ -225,7 +225,7 @@ def test_orthogonal_head_keeps_the_students_cosines(setup):
     assert np.abs(cosines(with_heads(loaded.model, head_dim=2 * hidden)) - cosines(loaded.model)).max() > 1e-2
 
 
-def test_init_fresh_restarts_the_named_parameters_and_loads_the_rest(setup, tmp_path):
+def test_init_fresh_restarts_the_named_parameters_and_loads_the_rest(setup, tmp_path, caplog):
     """init_fresh=head: the encoder comes from init_from, the head keeps this run's own start, an isometry with
     head_init=orthogonal, even at another width than the saved head's. A pattern that selects nothing is an
     error naming init_fresh."""
@@ -243,7 +243,11 @@ def test_init_fresh_restarts_the_named_parameters_and_loads_the_rest(setup, tmp_
                                                *extra)).model)
 
     for width in (48, 32):
-        unloaded, loaded = start(width), start(width, f"init_from={run}", "init_fresh=head")
+        unloaded = start(width)
+        caplog.clear()
+        loaded = start(width, f"init_from={run}", "init_fresh=head")
+        # the log tells parameters the checkpoint lacks from those it has and init_fresh restarts
+        assert "0 parameters the checkpoint lacks" in caplog.text and "2 it has restart" in caplog.text
         assert sorted(k for k in loaded if not k.startswith("encoder.")) == ["dense.0.bias", "dense.0.kernel"]
         for k, v in loaded.items():
             np.testing.assert_array_equal(v, unloaded[k] if k.startswith("dense.") else saved[k], err_msg=k)

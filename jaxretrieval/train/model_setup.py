@@ -43,6 +43,10 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
             raise InputError(f"parameter {key}: checkpoint shape {saved[key].shape} != model shape "
                              f"{expected[key]}", run_dir / "checkpoints" / str(step))
     set_flat_params(model, saved)
+    restarted = sorted(keep_fresh - set(missing))
+    if missing or restarted:
+        log.warning("init_from %s: %d parameters the checkpoint lacks start fresh (e.g. %s), and %d it has restart "
+                    "by init_fresh (e.g. %s)", run_dir, len(missing), missing[:3], len(restarted), restarted[:3])
     return sorted(set(missing) | keep_fresh)
 
 
@@ -95,11 +99,7 @@ def _init_from(cfg: TrainConfig, model) -> set[str] | None:
         raise InputError("init_from must be a run directory or RUN/checkpoints/STEP", cfg.init_from,
                          field="init_from")
     keep_fresh = frozenset(select_params(model, cfg.init_fresh, field="init_fresh") if cfg.init_fresh else ())
-    fresh = load_checkpoint_params(model, *found, keep_fresh=keep_fresh)
-    if fresh:
-        log.warning("init_from %s: %d parameters start fresh (%d by init_fresh), e.g. %s", cfg.init_from,
-                    len(fresh), len(keep_fresh), fresh[:3])
-    return set(fresh)
+    return set(load_checkpoint_params(model, *found, keep_fresh=keep_fresh))
 
 
 def build_embedder(cfg: TrainConfig, initialize: bool = True) -> LoadedEmbedder:
