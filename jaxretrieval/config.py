@@ -88,7 +88,7 @@ class DistillConfig:
     max_length: int = 256  # token limit for student and online teachers
     # > 0: each batch is batch_size / neighbour_group groups of teacher-space nearest neighbours instead of random
     # texts (topic-aware sampling; data/neighbour_batches.py), searched within shuffled windows of neighbour_window
-    # texts. Needs teacher_vectors.
+    # texts. Needs teacher_vectors; the group divides batch_size, and the window is a multiple of it.
     neighbour_group: int = 0
     neighbour_window: int = 16384
 
@@ -251,9 +251,15 @@ class TrainConfig:
              "distill.teacher_weights", f"needs one weight per teacher, and there are {num_teachers}"),
             (all(w > 0 for w in self.distill.teacher_weights), "distill.teacher_weights", "must be positive"),
             (self.distill.neighbour_group >= 0 and (not self.distill.neighbour_group or (
-                self.distill.teacher_vectors and self.distill.neighbour_window >= self.distill.neighbour_group)),
-             "distill.neighbour_group", "must be >= 0, needs distill.teacher_vectors, and must not exceed "
-             "distill.neighbour_window"),
+                self.distill.teacher_vectors and self.batch_size % self.distill.neighbour_group == 0)),
+             "distill.neighbour_group", "must be >= 0, needs distill.teacher_vectors, and must divide batch_size "
+             "(each batch is whole groups)"),
+            (not self.distill.neighbour_group or (self.distill.neighbour_window > 0
+                                                  and self.distill.neighbour_window % self.batch_size == 0),
+             "distill.neighbour_window", "must be a positive multiple of batch_size (no batch spans two windows)"),
+            *[(_get(self, f"distill.{key}") >= 0, f"distill.{key}", "must be >= 0 (a negative weight maximizes "
+               "its term)") for key in ("cosine_weight", "similarity_weight", "relative_weight", "l2_weight",
+                                        "margin")],
             (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),
             (self.distill.listwise_weight >= 0, "distill.listwise_weight", "must be >= 0"),
             (self.distill.listwise_temperature > 0, "distill.listwise_temperature", "must be positive"),

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from hf_tiny import make_sentence_transformers_dir, tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
+from hf_tiny import make_sentence_transformers_dir, tiny_bert, tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
 from jaxretrieval.cli import main
 from jaxretrieval.config import load_config
 from jaxretrieval.convert.export import export, load_export_source
@@ -131,7 +131,19 @@ def test_distill_input_errors_before_any_step(setup, tmp_path):
     _, student, teacher, texts, vectors = setup
     short = tmp_path / "short.npy"
     np.save(short, np.zeros((3, 24), np.float32))
+    empty, archive = tmp_path / "empty.npy", tmp_path / "v.npz"
+    empty.write_bytes(b"")
+    np.savez(archive, v=np.zeros((3, 24), np.float32))
     cases = [
+        *[(["distill.teacher_vectors=" + str(bad), "model.head_dim=24"], rf"\[distill.teacher_vectors\]: {why}")
+          for bad, why in ((empty, "not a readable NumPy"), (tmp_path, "not a readable NumPy"),
+                           (archive, "expected one .npy matrix"))],
+        ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "distill.neighbour_group=3"],
+         r"\[distill.neighbour_group\]: .*must divide batch_size"),
+        ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "distill.neighbour_group=4",
+          "distill.neighbour_window=12"], r"\[distill.neighbour_window\]: .*positive multiple of batch_size"),
+        ([f"distill.teacher_vectors={vectors}", "model.head_dim=24", "distill.relative_weight=-1"],
+         r"\[distill.relative_weight\]: .*must be >= 0"),
         (["distill.teacher_vectors=" + str(short), "model.head_dim=24"], r"\[distill.teacher_vectors\]: 3 rows"),
         ([f"distill.teacher_vectors={vectors}", "model.head_dim=16"],
          r"\[model.head_dim\]: the student's output dim 16 must equal the teacher dim 24"),
@@ -326,3 +338,23 @@ def test_several_teacher_files_train_like_one_combined_file(setup, tmp_path):
     np.testing.assert_allclose(losses["files"], losses["combined"], atol=1e-5)
     np.testing.assert_allclose(losses["files_weighted"], losses["combined_weighted"], atol=1e-5)
     assert np.abs(np.subtract(losses["files_weighted"], losses["files"])).max() > 1e-4  # the weights matter
+
+
+def test_a_student_without_normalize_is_distilled_on_unit_vectors(setup, tmp_path):
+    """The losses compare cosines (and the 0.015 margin is a cosine margin): a student whose outputs are not unit
+    vectors (no Normalize module, no head) must be normalized in the loss, so scaling its outputs changes nothing."""
+    from jaxretrieval.train.distill_task import DistillTask
+
+    _, _, _, texts, vectors = setup
+    student = tiny_bert(tmp_path / "bare", seed=3)  # a plain Hugging Face model: mean pooling only
+    loaded = load_embedder(student)
+    cfg = _cfg(tmp_path, student, texts, f"distill.teacher_vectors={vectors}", "distill.cosine_weight=0")
+    task = DistillTask.build(cfg, loaded)
+    batch = task.source.batch(0)
+    out = np.asarray(loaded.model(batch["ids"], batch["mask"]))  # float32[8, D]
+    assert not task.normalized and not np.allclose(np.linalg.norm(out, axis=1), 1.0)
+    losses = [float(task.loss_from_reps({"text": {task.main_dim: scale * out}}, batch)[0]) for scale in (1.0, 3.0)]
+    unit = out / np.linalg.norm(out, axis=1, keepdims=True)
+    task.normalized = True  # as a Normalize module would hand them over
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert losses[0] == pytest.approx(float(task.loss_from_reps({"text": {task.main_dim: unit}}, batch)[0]), rel=1e-5)

@@ -47,3 +47,25 @@ def test_order_is_a_deterministic_permutation_and_length_grouping_reduces_paddin
     # without length grouping and with one window, whole groups are kept together: batch slices are unions of groups
     o = neighbour_grouped_order(target, n, lengths, batch, 8, np.random.default_rng(5), n, False)
     assert all(len(set(labels[o[i:i + 8]])) == 1 for i in range(0, n, 8))
+
+
+def test_a_short_group_goes_last_so_every_batch_is_whole_groups(monkeypatch):
+    """109 texts in groups of 8 leave one group of 5. Wherever it was drawn, it must end the order: in the middle
+    it would shift every later group across a batch boundary (and split its neighbours between two batches)."""
+    import jaxretrieval.data.neighbour_batches as nb
+
+    x, _ = _clusters(k=14, size=8, seed=4)
+    n, batch = 109, 16
+    x = x[:n]
+    lengths = np.random.default_rng(6).integers(4, 256, n)
+    real = nb.neighbour_groups
+    for seed in range(4):
+        for by_length in (False, True):
+            seen, made = [], []
+            monkeypatch.setattr(nb, "neighbour_groups", lambda *a: made.append(real(*a)) or made[-1])
+            order = nb.neighbour_grouped_order(lambda rows: seen.append(rows) or x[rows], n, lengths, batch, 8,
+                                               np.random.default_rng(seed), 112, by_length)
+            groups = {frozenset(seen[0][g].tolist()) for g in made[0]}
+            assert sorted(len(g) for g in groups)[0] == 5
+            assert all(frozenset(order[i:i + 8].tolist()) in groups for i in range(0, 104, 8))
+            assert frozenset(order[104:].tolist()) in groups

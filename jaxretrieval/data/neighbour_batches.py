@@ -53,10 +53,15 @@ def neighbour_grouped_order(target_rows, n: int, lengths: np.ndarray, batch: int
     for start in range(0, n, window):
         rows = order[start:start + window]
         groups = [rows[g] for g in neighbour_groups(np.asarray(target_rows(rows), np.float32), group, rng)]
+        # A short group (what is left when the window is not a multiple of `group`) goes last: in the middle it
+        # would shift every later group across a batch boundary. Only the last window can have one (the config
+        # makes the window a multiple of the batch and the batch of the group), so it ends the whole order.
+        short = [g for g in groups if len(g) < group]
+        groups = [g for g in groups if len(g) == group]
         if by_length:
             groups.sort(key=lambda g: int(lengths[g].max()))
         else:
             groups = [groups[i] for i in rng.permutation(len(groups))]
-        out.append(np.concatenate(groups))
+        out.append(np.concatenate(groups + short))
     order = np.concatenate(out)
     return shuffle_batches(order, batch, rng) if by_length else order

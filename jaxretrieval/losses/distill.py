@@ -67,11 +67,12 @@ def relative_similarity_loss(s: jax.Array, t: jax.Array, margin: float = 0.015, 
         above = ta[:, None] > pt[None, :]  # teacher: pair a above pair b
         hinge = jnp.maximum(0.0, ps[None, :] - sa[:, None] + margin)
         total, count = carry
-        return (total + jnp.sum(jnp.where(above, hinge, 0.0)), count + jnp.sum(above)), None
+        # the count in float32: an int32 one wraps past 2^31 pairs of pairs (B >= 363)
+        return (total + jnp.sum(jnp.where(above, hinge, 0.0)), count + jnp.sum(above, dtype=jnp.float32)), None
 
-    (total, count), _ = jax.lax.scan(one_chunk, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)),
+    (total, count), _ = jax.lax.scan(one_chunk, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
                                      (ps_rows, pt_rows))
-    return total / jnp.maximum(count, 1).astype(jnp.float32)
+    return total / jnp.maximum(count, 1.0)
 
 
 def listwise_similarity_loss(s: jax.Array, t: jax.Array, temperature: float = 0.05) -> jax.Array:

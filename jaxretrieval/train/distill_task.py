@@ -23,7 +23,7 @@ from jaxretrieval.data.neighbour_batches import neighbour_grouped_order
 from jaxretrieval.data.pipeline import EpochCache, TokenTable, length_grouped_order
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.distill import stella_loss, teacher_target
-from jaxretrieval.models.embedder import Embedder
+from jaxretrieval.models.embedder import Embedder, l2_normalize
 
 
 def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
@@ -32,8 +32,11 @@ def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
         raise InputError("teacher vectors not found", p, field="distill.teacher_vectors")
     try:
         vectors = np.load(p, mmap_mode="r")
-    except ValueError as e:
-        raise InputError(f"not a NumPy .npy file: {e}", p, field="distill.teacher_vectors") from None
+    except (ValueError, OSError, EOFError) as e:  # not .npy, truncated or empty, a directory
+        raise InputError(f"not a readable NumPy .npy file: {e!r}", p, field="distill.teacher_vectors") from None
+    if not isinstance(vectors, np.ndarray):  # an .npz archive
+        raise InputError("expected one .npy matrix (from `jaxretrieval encode`), got an .npz archive", p,
+                         field="distill.teacher_vectors")
     if vectors.ndim != 2 or vectors.dtype.kind != "f":
         raise InputError(f"expected a float matrix, got {vectors.dtype}{list(vectors.shape)}", p,
                          field="distill.teacher_vectors")
@@ -112,6 +115,7 @@ class DistillTask:
     matryoshka_dims: tuple[int, ...]
     main_dim: int
     pointwise: bool  # the main output gets the cosine and L2 terms (its width equals the teacher's)
+    normalized: bool  # the model's outputs are unit vectors already (its spec normalizes)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DistillTask":
@@ -148,7 +152,9 @@ class DistillTask:
         source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
                                  cfg.data.group_by_length, d.teacher_weights, d.neighbour_group, d.neighbour_window,
                                  jax.process_index(), jax.process_count())
-        return cls(cfg, source, aux, graphdefs, tuple(loaded.model.spec.matryoshka_dims), loaded.model.dim, pointwise)
+        spec = loaded.model.spec
+        return cls(cfg, source, aux, graphdefs, tuple(spec.matryoshka_dims), loaded.model.dim, pointwise,
+                   spec.normalize)
 
     def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
         return self.loss_from_reps({"text": model.embed_all(batch["ids"], batch["mask"], dropout_key=dropout_key)},
@@ -165,6 +171,8 @@ class DistillTask:
     def loss_from_reps(self, reps, batch, aux=None) -> tuple[jax.Array, dict[str, jax.Array]]:
         d = self.cfg.distill
         outs = reps["text"]
+        if not self.normalized:  # the losses compare cosines: a student without Normalize (and no head) is unit-scaled
+            outs = {dim: l2_normalize(v) for dim, v in outs.items()}
         main = self.main_dim
         if self.source.teacher_vectors:
             vectors = [batch[f"teacher_vectors{k}"] for k in range(len(self.source.teacher_vectors))]
