@@ -195,6 +195,12 @@ def test_neighbour_batches_train_and_resume_exactly(setup, tmp_path, monkeypatch
     a, b = _metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed")
     assert [m["step"] for m in a] == [m["step"] for m in b] == list(range(1, 9))
     np.testing.assert_allclose([m["loss"] for m in a], [m["loss"] for m in b], rtol=1e-5)
+    # other teacher vectors of the same name and shape: resuming against them is refused
+    other = tmp_path / "other" / vectors.name
+    other.parent.mkdir()
+    np.save(other, np.load(vectors)[::-1])
+    with pytest.raises(InputError, match="different data"):
+        train(_cfg(tmp_path / "resumed", student, texts, *extra, f"distill.teacher_vectors={other}"))
 
 
 def test_grad_cache_matches_the_plain_step(setup, tmp_path):

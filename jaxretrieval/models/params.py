@@ -11,20 +11,22 @@ import numpy as np
 from flax import nnx
 
 
-def _path_str(path) -> str:
+def param_name(path) -> str:
+    """The dotted name of an nnx state path ("encoder.layers.0.attention.query.kernel"): the one spelling that
+    checkpoints, freezing and init_fresh patterns all use."""
     return ".".join(str(p) for p in path)
 
 
 def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
     """Every nnx.Param of `model` as a NumPy array keyed by its dotted path."""
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    return {_path_str(path): np.asarray(var.get_value()) for path, var in flat}
+    return {param_name(path): np.asarray(var.get_value()) for path, var in flat}
 
 
 def param_shapes(model: nnx.Module) -> dict[str, tuple[int, ...]]:
     """Shape of every nnx.Param by dotted path; works on a model built with nnx.eval_shape (no values yet)."""
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    return {_path_str(path): tuple(var.get_value().shape) for path, var in flat}
+    return {param_name(path): tuple(var.get_value().shape) for path, var in flat}
 
 
 _LAYER_SLICE = re.compile(r"^encoder\.layers\[(-?\d*):(-?\d*)\]$")
@@ -63,7 +65,7 @@ def select_params(model: nnx.Module, patterns: str, field: str = "optimizer.trai
 
 def assert_concrete(model: nnx.Module) -> None:
     """Raise if any state of a model built with nnx.eval_shape was left without a value."""
-    abstract = [_path_str(path) for path, var in nnx.to_flat_state(nnx.state(model))
+    abstract = [param_name(path) for path, var in nnx.to_flat_state(nnx.state(model))
                 if isinstance(var.get_value(), jax.ShapeDtypeStruct)]
     if abstract:
         raise ValueError(f"{len(abstract)} model variables were never given values, e.g. {abstract[:3]}")
@@ -72,7 +74,7 @@ def assert_concrete(model: nnx.Module) -> None:
 def set_flat_params(model: nnx.Module, values: dict[str, np.ndarray]) -> None:
     """Overwrite parameters in place. Every key must exist with the same shape; missing keys stay untouched."""
     state = nnx.state(model, nnx.Param)
-    known = {_path_str(path): var for path, var in nnx.to_flat_state(state)}
+    known = {param_name(path): var for path, var in nnx.to_flat_state(state)}
     for key, value in values.items():
         if key not in known:
             raise KeyError(f"no parameter named {key!r}")

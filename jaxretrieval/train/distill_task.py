@@ -9,6 +9,7 @@ task's `aux` (passed to every step, never trained, never checkpointed), and thei
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class TextBatchSource:
     neighbour_window: int = 16384
     process_index: int = 0
     process_count: int = 1
+    teachers: tuple[str, ...] = ()  # the teacher vector files, or the online teachers' model directories
     _orders: EpochCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
@@ -73,8 +75,18 @@ class TextBatchSource:
         return (len(self.student.offsets) - 1) // self.global_batch
 
     def fingerprint(self) -> dict:
+        """What a checkpoint must have been trained on to be resumed: the texts, and the teachers' identity (file or
+        model names, a checksum of 64 spread rows of each vector file, the weights), since a run resumed against
+        other vectors of the same width would train on without complaint."""
+        def rows_checksum(v: np.ndarray) -> int:
+            rows = np.linspace(0, len(v) - 1, min(64, len(v))).astype(int)
+            return zlib.crc32(np.ascontiguousarray(v[rows]).tobytes())
+
         return {"texts": len(self.student.offsets) - 1, "source": self.source,
-                "teacher_dim": sum(int(v.shape[1]) for v in self.teacher_vectors) or None}
+                "teacher_dim": sum(int(v.shape[1]) for v in self.teacher_vectors) or None,
+                "teachers": [Path(t).name for t in self.teachers],
+                "teacher_rows_crc32": [rows_checksum(v) for v in self.teacher_vectors],
+                "teacher_weights": self.teacher_weights}
 
     def target_rows(self, rows: np.ndarray) -> np.ndarray:
         """The combined teacher target of these rows, as the loss sees it: float32[len(rows), ΣDt]."""
@@ -151,14 +163,14 @@ class DistillTask:
                              field="model.head_dim")
         source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
                                  cfg.data.group_by_length, d.teacher_weights, d.neighbour_group, d.neighbour_window,
-                                 jax.process_index(), jax.process_count())
+                                 jax.process_index(), jax.process_count(),
+                                 tuple(map(str, d.teacher_vectors or d.teachers)))
         spec = loaded.model.spec
         return cls(cfg, source, aux, graphdefs, tuple(spec.matryoshka_dims), loaded.model.dim, pointwise,
                    spec.normalize)
 
     def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return self.loss_from_reps({"text": model.embed_all(batch["ids"], batch["mask"], dropout_key=dropout_key)},
-                                   batch, aux)
+        return self.loss_from_reps({"text": self.encode(model, "text", batch, dropout_key)}, batch, aux)
 
     # GradCache (train/grad_cache.py): one stream of texts; representations are {dim: vectors}
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:

@@ -26,7 +26,7 @@ from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.retrieval import evaluate_dense
 from jaxretrieval.eval.sts import evaluate_sts
-from jaxretrieval.models.params import select_params
+from jaxretrieval.models.params import param_name, select_params
 from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
 from jaxretrieval.train.dense_task import DenseTask
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
@@ -125,7 +125,7 @@ def split_trainable(model, cfg: TrainConfig):
     """(graphdef, trainable params, frozen params) by optimizer.trainable; frozen ones get no gradient, no
     update and no optimizer state."""
     chosen = select_params(model, cfg.optimizer.trainable)
-    is_trainable = lambda path, _: ".".join(str(p) for p in path) in chosen  # noqa: E731
+    is_trainable = lambda path, _: param_name(path) in chosen  # noqa: E731
     return nnx.split(model, is_trainable, ...)
 
 
