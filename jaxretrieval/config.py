@@ -259,9 +259,8 @@ class TrainConfig:
              "distill.neighbour_window", "must be a positive multiple of batch_size (no batch spans two windows)"),
             *[(_get(self, f"distill.{key}") >= 0, f"distill.{key}", "must be >= 0 (a negative weight maximizes "
                "its term)") for key in ("cosine_weight", "similarity_weight", "relative_weight", "l2_weight",
-                                        "margin")],
+                                        "listwise_weight", "margin")],
             (self.distill.relative_chunk > 0, "distill.relative_chunk", "must be positive"),
-            (self.distill.listwise_weight >= 0, "distill.listwise_weight", "must be >= 0"),
             (self.distill.listwise_temperature > 0, "distill.listwise_temperature", "must be positive"),
             (self.grad_cache_chunk >= 0 and (not self.grad_cache_chunk or self.batch_size % self.grad_cache_chunk == 0),
              "grad_cache_chunk", "must be >= 0 and divide batch_size"),
