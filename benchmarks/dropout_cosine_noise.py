@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxretrieval.convert.export import load_export_source
+from jaxretrieval.door import open_model
 from jaxretrieval.data.jsonl import read_texts
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.015)
     args = ap.parse_args()
 
-    loaded = load_export_source(args.run).loaded
+    loaded = open_model(args.run)
     texts = read_texts(args.texts)
     rows = np.sort(np.random.default_rng(0).choice(len(texts), args.batch, replace=False))
     batch = next(loaded.tokenizer.batches([texts[i] for i in rows], args.batch))

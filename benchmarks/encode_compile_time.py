@@ -32,7 +32,7 @@ def child(args) -> dict:
     """One process's measurement; JAX_COMPILATION_CACHE_DIR is set by the parent before jax is imported."""
     import jax
 
-    from jaxretrieval.convert.st_import import load_embedder
+    from jaxretrieval.convert.st_format import load_embedder
     from jaxretrieval.data.beir import load_beir
     from jaxretrieval.data.tokenize import length_buckets
     from jaxretrieval.inference import encode_texts

@@ -27,8 +27,8 @@ def main():
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from jaxretrieval.convert.hf_import import read_hf_config
-    from jaxretrieval.convert.st_import import load_embedder
+    from jaxretrieval.convert.hf_format import read_hf_config
+    from jaxretrieval.convert.st_format import load_embedder
     from jaxretrieval.data.beir import load_beir
     from jaxretrieval.data.tokenize import bucket_for, inference_length_buckets
     from jaxretrieval.inference import encode_texts

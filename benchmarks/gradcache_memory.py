@@ -24,27 +24,28 @@ from flax import nnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MINILM  # noqa: E402
 
-from jaxretrieval.config import LossConfig  # noqa: E402
-from jaxretrieval.convert.st_import import load_embedder  # noqa: E402
+from jaxretrieval.convert.st_format import load_embedder  # noqa: E402
 from jaxretrieval.losses.contrastive import infonce_loss  # noqa: E402
-from jaxretrieval.train.dense_task import dense_contrastive_loss  # noqa: E402
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad  # noqa: E402
 
 
 def make_step(graphdef, tx, chunk: int):
     def step(params, opt_state, batch):
-        if chunk:
-            def encode(p, name, inputs, key):
-                return nnx.merge(graphdef, p)(inputs["ids"], inputs["mask"])
+        def encode(p, name, inputs, key):
+            return nnx.merge(graphdef, p)(inputs["ids"], inputs["mask"])
 
-            streams = {"query": {"ids": batch["query_ids"], "mask": batch["query_mask"]},
-                       "doc": {"ids": batch["pos_ids"], "mask": batch["pos_mask"]}}
-            ids = jnp.arange(batch["pos_ids"].shape[0])
-            (loss, _), grads = grad_cache_value_and_grad(
-                encode, lambda r: (infonce_loss(r["query"], r["doc"], ids, 0.05), {}), params, streams, chunk)
+        streams = {"query": {"ids": batch["query_ids"], "mask": batch["query_mask"]},
+                   "doc": {"ids": batch["pos_ids"], "mask": batch["pos_mask"]}}
+        ids = jnp.arange(batch["pos_ids"].shape[0])
+
+        def loss_from_reps(reps):
+            return infonce_loss(reps["query"], reps["doc"], ids, 0.05), {}
+
+        if chunk:
+            (loss, _), grads = grad_cache_value_and_grad(encode, loss_from_reps, params, streams, chunk)
         else:
-            loss, grads = jax.value_and_grad(
-                lambda p: dense_contrastive_loss(nnx.merge(graphdef, p), batch, None, LossConfig()))(params)
+            (loss, _), grads = jax.value_and_grad(
+                lambda p: loss_from_reps({n: encode(p, n, s, None) for n, s in streams.items()}), has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
     return jax.jit(step, donate_argnums=(0, 1))

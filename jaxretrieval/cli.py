@@ -3,17 +3,36 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import os
-import sys
-import tempfile
-from pathlib import Path
 
-from jaxretrieval.errors import InputError
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported below
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxretrieval.bundles import Bundle  # noqa: E402
+from jaxretrieval.config import load_config  # noqa: E402
+from jaxretrieval.convert.export import check_export_args, export  # noqa: E402
+from jaxretrieval.data.beir import load_beir  # noqa: E402
+from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa: E402
+from jaxretrieval.data.prepared import prepare_shards  # noqa: E402
+from jaxretrieval.data.train_pairs import read_train_pairs  # noqa: E402
+from jaxretrieval.door import open_model  # noqa: E402
+from jaxretrieval.errors import InputError  # noqa: E402
+from jaxretrieval.eval.evaluate import check_evaluable, evaluate  # noqa: E402
+from jaxretrieval.eval.mining import mine_negatives  # noqa: E402
+from jaxretrieval.eval.rerank import dense_first_stage  # noqa: E402
+from jaxretrieval.eval.scoring import score_records  # noqa: E402
+from jaxretrieval.files import atomic_file  # noqa: E402
+from jaxretrieval.inference import encode_texts  # noqa: E402
+from jaxretrieval.losses.distill import teacher_target  # noqa: E402
+from jaxretrieval.training import run_training  # noqa: E402
 
 
 def _add_model_args(p: argparse.ArgumentParser, several: bool = False) -> None:
@@ -29,49 +48,15 @@ def _add_model_args(p: argparse.ArgumentParser, several: bool = False) -> None:
                    help="override pooling, e.g. 'cls' or 'mean' or 'lasttoken' (comma-separated to concatenate)")
 
 
-def load_any_model(path, pooling=None, max_length=None):
-    """A run directory or checkpoint (the model it trained), a PyLate directory (ColBERT), or a dense embedder
-    directory."""
-    from jaxretrieval.convert.colbert_io import is_pylate_dir
-    from jaxretrieval.convert.export import is_cross_encoder_dir, load_export_source
-    from jaxretrieval.convert.st_import import load_embedder
-    from jaxretrieval.train.checkpoint import find_checkpoint
-
-    pooling = tuple(pooling.split(",")) if isinstance(pooling, str) else pooling
-    p = Path(str(path))
-    if p.is_dir() and (find_checkpoint(p) is not None or is_pylate_dir(p) or is_cross_encoder_dir(p)):
-        return load_export_source(p).loaded
-    try:
-        return load_embedder(path, pooling=pooling, max_length=max_length)
-    except ValueError as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(str(e), path) from None
+def _open(args, path=None) -> Bundle:
+    return open_model(args.model if path is None else path, args.pooling, args.max_length)
 
 
-def _load(args, path=None):
-    return load_any_model(args.model if path is None else path, args.pooling, args.max_length)
-
-
-def save_npy_atomic(path: Path, array) -> None:
-    """Write next to the target and rename, so an interrupted run never leaves a truncated file behind."""
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _json_line(metrics: dict) -> str:
+    return json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
 
 
 def cmd_encode(args) -> int:
-    from jaxretrieval.data.jsonl import read_texts
-    from jaxretrieval.inference import encode_texts
-
     out = Path(args.output)
     if out.suffix != ".npy":
         raise InputError("output must end in .npy", out)
@@ -80,61 +65,26 @@ def cmd_encode(args) -> int:
         raise InputError(f"--teacher-weight needs one positive weight per --model ({len(args.model)}), got "
                          f"{weights}", "command line", field="--teacher-weight")
     texts = read_texts(args.input)
-    parts = [encode_texts(_load(args, path), texts, args.kind, args.batch_size, progress=True, desc=Path(path).name)
+    parts = [encode_texts(_open(args, path), texts, args.kind, args.batch_size, progress=True, desc=Path(path).name)
              for path in args.model]
-    if len(parts) == 1 and not weights:
-        vectors = parts[0]
-    else:
-        import numpy as np
-
-        from jaxretrieval.losses.distill import teacher_target
-
-        vectors = np.asarray(teacher_target(parts, weights))
+    vectors = parts[0] if len(parts) == 1 and not weights else np.asarray(teacher_target(parts, weights))
     vectors = vectors.astype(args.dtype)
-    save_npy_atomic(out, vectors)
+    with atomic_file(out, "wb") as f:
+        np.save(f, vectors)
     print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} {args.dtype} to {out}", file=sys.stderr)
     return 0
 
 
 def cmd_eval(args) -> int:
-    from jaxretrieval.data.beir import load_beir
-    from jaxretrieval.eval.retrieval import evaluate_dense
-
-    from jaxretrieval.eval.sts import evaluate_sts
-
-    if not args.data and not args.sts:
-        raise InputError("give --data (BEIR directory) and/or --sts (STS-B file)", "command line")
-    from jaxretrieval.convert.colbert_io import LoadedColBERT
-    from jaxretrieval.convert.reranker_io import LoadedReranker
-
-    loaded = _load(args)
-    metrics = {}
-    if isinstance(loaded, LoadedReranker):
-        from jaxretrieval.eval.rerank import dense_first_stage, evaluate_reranker
-
-        if not args.data or not args.first_stage:
-            raise InputError("a reranker is evaluated with --data BEIR_DIR and --first-stage DENSE_MODEL_OR_RUN",
-                             args.model)
-        data = load_beir(args.data, args.split)
-        run = dense_first_stage(load_any_model(args.first_stage), data, args.rerank_top)
-        metrics = evaluate_reranker(loaded, data, run, args.rerank_top, args.batch_size)
-        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
-        return 0
-    if isinstance(loaded, LoadedColBERT):
-        from jaxretrieval.eval.colbert_search import evaluate_colbert
-
-        if args.sts or not args.data:
-            raise InputError("a ColBERT model is evaluated on a BEIR directory (--data), not on STS", args.model)
-        metrics = evaluate_colbert(loaded, load_beir(args.data, args.split), args.batch_size, progress=True)
-        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
-        return 0
-    all_dims = args.all_dims and len(loaded.model.dims) > 1
-    if args.data:
-        metrics.update(evaluate_dense(loaded, load_beir(args.data, args.split), args.batch_size, progress=True,
-                                      all_dims=all_dims))
-    if args.sts:
-        metrics.update(evaluate_sts(loaded, args.sts, args.batch_size, all_dims, progress=True))
-    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
+    loaded = _open(args)
+    first_stage = None
+    if args.first_stage:
+        first_stage = lambda: dense_first_stage(open_model(args.first_stage), data, args.rerank_top)  # noqa: E731
+    check_evaluable(loaded.kind, bool(args.data), bool(args.sts), first_stage is not None)
+    data = load_beir(args.data, args.split) if args.data else None
+    metrics = evaluate(loaded, data, args.sts, batch_size=args.batch_size, all_dims=args.all_dims,
+                       first_stage=first_stage, rerank_top=args.rerank_top)
+    print(_json_line(metrics))
     return 0
 
 
@@ -143,8 +93,6 @@ def maybe_initialize_distributed() -> None:
     needs no arguments; elsewhere it reads JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
     Opt in with JAXRETRIEVAL_DISTRIBUTED=1 (launch/tpu_pod.sh sets it) or by setting the coordinator address."""
     if os.environ.get("JAXRETRIEVAL_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        import jax
-
         kwargs = {}  # jax reads the coordinator address from the environment, but not these two
         if os.environ.get("JAX_NUM_PROCESSES"):
             kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
@@ -164,8 +112,6 @@ def configure_compilation_cache() -> str | None:
     compile figures are in benchmarks/encode_compile_time.py). On by default on GPU/TPU in
     ~/.cache/jaxretrieval/xla; JAX_COMPILATION_CACHE_DIR chooses another folder, or turns it off when set empty.
     Off on CPU unless that variable asks: there a compile takes about a second. Returns the folder in use."""
-    import jax
-
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # jax read it at import; the user's choice stands
         return os.environ["JAX_COMPILATION_CACHE_DIR"] or None
     if jax.default_backend() == "cpu":
@@ -176,11 +122,8 @@ def configure_compilation_cache() -> str | None:
 
 
 def cmd_train(args) -> int:
-    from jaxretrieval.config import load_config
-    from jaxretrieval.train.loop import train
-
     cfg = load_config(args.config, args.overrides)
-    summary = train(cfg)
+    summary = run_training(cfg)
     history = summary["eval_history"]
     if len(history) >= 2:
         metric = cfg.eval.metric
@@ -191,11 +134,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from jaxretrieval.data.prepared import prepare_shards
-    from jaxretrieval.data.train_pairs import read_train_pairs
-
     pairs = read_train_pairs(args.data, args.split)
-    loaded = _load(args)
+    loaded = _open(args)
     manifest = prepare_shards(pairs, loaded.tokenizer, args.out, args.shards, args.max_query_length,
                               args.max_doc_length, overwrite=args.overwrite)
     print(f"wrote {manifest['examples']} examples in {len(manifest['shards'])} shards to {args.out}", file=sys.stderr)
@@ -203,39 +143,32 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jaxretrieval.convert.export import export
-
-    out = export(args.checkpoint, args.out, args.format, args.dtype, overwrite=args.overwrite)
+    check_export_args(args.format, args.dtype, args.out, args.overwrite)  # before the model is loaded
+    out = export(open_model(args.checkpoint), args.out, args.format, args.dtype, overwrite=args.overwrite)
     print(f"wrote {args.format} model to {out}", file=sys.stderr)
     return 0
 
 
 def cmd_mine(args) -> int:
-    from jaxretrieval.data.mining import mine_negatives, write_jsonl_atomic
-
     if args.top_k < 1 or args.skip_top < 0:
         raise InputError("--top-k must be >= 1 and --skip-top >= 0", "command line")
-    records = mine_negatives(_load(args), args.data, args.top_k, args.skip_top, args.max_score_ratio,
+    records = mine_negatives(_open(args), args.data, args.top_k, args.skip_top, args.max_score_ratio,
                              args.num_negatives, args.split, args.batch_size)
-    write_jsonl_atomic(args.out, records)
+    write_jsonl(args.out, records)
     counts = [len(r["neg"]) for r in records]
     print(f"wrote {len(records)} queries to {args.out}: {min(counts)}-{max(counts)} negatives each", file=sys.stderr)
     return 0
 
 
 def cmd_score(args) -> int:
-    from jaxretrieval.data.jsonl import iter_jsonl
-    from jaxretrieval.data.mining import write_jsonl_atomic
-    from jaxretrieval.eval.scoring import score_records
-
     records = []
     for lineno, obj in iter_jsonl(args.input):
         for key in ("query", "pos"):
             if key not in obj:
                 raise InputError(f"missing field {key!r}", args.input, lineno, field=key)
         records.append(obj)
-    scored = score_records(_load(args), records, args.batch_size)
-    write_jsonl_atomic(args.out, scored)
+    scored = score_records(_open(args), records, args.batch_size)
+    write_jsonl(args.out, scored)
     print(f"scored {len(scored)} records -> {args.out}", file=sys.stderr)
     return 0
 

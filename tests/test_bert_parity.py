@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hf_tiny import tiny_bert
-from jaxretrieval.convert.hf_import import load_hf_encoder
+from jaxretrieval.convert.hf_format import load_hf_encoder
 
 SHAPES = [  # (layers, hidden, heads, intermediate, activation)
     dict(num_hidden_layers=1, hidden_size=12, num_attention_heads=3, intermediate_size=20, hidden_act="gelu"),

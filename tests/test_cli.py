@@ -7,7 +7,7 @@ import pytest
 
 from hf_tiny import tiny_embedder_dir
 from jaxretrieval.cli import main
-from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.inference import encode_texts
 
 

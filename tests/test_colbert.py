@@ -12,11 +12,12 @@ import pytest
 
 from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
 from jaxretrieval.config import ColBERTConfig, load_config
-from jaxretrieval.convert.colbert_io import load_colbert
-from jaxretrieval.convert.export import export, load_export_source
+from jaxretrieval.convert.pylate_format import load_colbert
+from jaxretrieval.convert.export import export
+from jaxretrieval.door import open_model
 from jaxretrieval.eval.colbert_search import encode_token_vectors, maxsim_search
 from jaxretrieval.losses.maxsim import maxsim_dense
-from jaxretrieval.train.loop import train
+from jaxretrieval.training import run_training as train
 
 # PyLate pins older sentence-transformers/transformers than ours, so it lives in its own venv (see README)
 PYLATE_PYTHON = Path(os.environ.get("PYLATE_PYTHON", Path(__file__).resolve().parents[2] / "pylate-venv-cpu/bin/python"))
@@ -91,7 +92,7 @@ def test_search_matches_brute_force_and_export_round_trips(setup, tmp_path):
     model, data, _ = setup
     run = tmp_path / "run"
     train(_cfg(run, model, data))
-    loaded = load_export_source(run).loaded
+    loaded = open_model(run)
     docs = ["the quick brown fox", "lazy dog , hello", "world . world", "over the fox jumps", "hello"]
     queries = ["fox", "hello world"]
     d = encode_token_vectors(loaded, docs, "doc")
@@ -103,10 +104,10 @@ def test_search_matches_brute_force_and_export_round_trips(setup, tmp_path):
                                     np.ones((1, d[1][j + 1] - d[1][j])))[0, 0]) for j in range(5)]
         np.testing.assert_allclose(scores[qi], np.sort(brute)[::-1][:3], rtol=1e-3, atol=1e-3)
         assert index[qi, 0] == int(np.argmax(brute))
-    out = export(run, tmp_path / "pylate", fmt="pylate")
+    out = export(open_model(run), tmp_path / "pylate", fmt="pylate")
     cfg = json.loads((out / "config_sentence_transformers.json").read_text())
     assert cfg["query_prefix"] == "[unused0]" and cfg["similarity_fn_name"] == "MaxSim"
-    again = load_export_source(out).loaded  # our reader of the PyLate layout
+    again = open_model(out)  # our reader of the PyLate layout
     d2 = encode_token_vectors(again, docs, "doc")
     np.testing.assert_array_equal(d[1], d2[1])
     np.testing.assert_allclose(d[0].astype(np.float32), d2[0].astype(np.float32), atol=2e-3)
@@ -147,7 +148,7 @@ def test_grad_cache_matches_the_plain_step(setup, tmp_path):
     for name, extra in (("plain", []), ("cached", ["grad_cache_chunk=4"])):
         train(_cfg(tmp_path / name, model, data, "model.dropout=false", "steps=2", *extra))
     np.testing.assert_allclose(_losses(tmp_path / "plain"), _losses(tmp_path / "cached"), atol=1e-5)
-    pa = flat_params(load_export_source(tmp_path / "plain").loaded.model)
-    pb = flat_params(load_export_source(tmp_path / "cached").loaded.model)
+    pa = flat_params(open_model(tmp_path / "plain").model)
+    pb = flat_params(open_model(tmp_path / "cached").model)
     for k in pa:
         np.testing.assert_allclose(pa[k], pb[k], atol=1e-5, err_msg=k)

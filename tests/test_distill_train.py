@@ -10,13 +10,14 @@ import pytest
 from hf_tiny import make_sentence_transformers_dir, tiny_bert, tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
 from jaxretrieval.cli import main
 from jaxretrieval.config import load_config
-from jaxretrieval.convert.export import export, load_export_source
-from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.convert.export import export
+from jaxretrieval.door import open_model
+from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.data.jsonl import read_texts
 from jaxretrieval.errors import InputError
 from jaxretrieval.inference import encode_texts
 from jaxretrieval.models.params import flat_params
-from jaxretrieval.train.loop import train
+from jaxretrieval.training import run_training as train
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_head_only_stage_then_matryoshka_stage_from_it(setup, tmp_path):
                "optimizer.trainable=head"))
     losses = [m["loss"] for m in _metrics(stage1) if "loss" in m]
     assert np.isfinite(losses).all() and {"cosine", "similarity", "relative"} <= set(_metrics(stage1)[0])
-    trained = load_export_source(stage1).loaded.model
+    trained = open_model(stage1).model
     base = load_embedder(student).model
     before, after = flat_params(base), flat_params(trained)
     assert all(np.array_equal(before[k], after[k]) for k in before if k.startswith("encoder."))  # frozen
@@ -86,13 +87,13 @@ def test_head_only_stage_then_matryoshka_stage_from_it(setup, tmp_path):
     assert {"d12/similarity", "d12/relative", "d6/relative"} <= set(record) and "d12/cosine" not in record
 
     # export writes each Matryoshka head as its own Dense folder; each serves its dimension in sentence-transformers
-    out = export(stage3, tmp_path / "export")
+    out = export(open_model(stage3), tmp_path / "export")
     info = json.loads((out / "matryoshka.json").read_text())
     assert info["dims"] == {"12": "2_Dense_12", "6": "2_Dense_6"} and (out / "2_Dense_24").exists()
     from sentence_transformers import SentenceTransformer
 
     sample = read_texts(texts)[:5]
-    ours = encode_texts(load_export_source(stage3).loaded, sample, all_dims=True)
+    ours = encode_texts(open_model(stage3), sample, all_dims=True)
     modules = json.loads((out / "modules.json").read_text())
     for dim in (24, 12):
         modules[2]["path"] = f"2_Dense_{dim}"
@@ -168,7 +169,7 @@ def test_layer_slice_pattern_trains_only_the_last_layer_and_head(setup, tmp_path
     train(_cfg(out, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
                "optimizer.trainable=head,encoder.layers[-1:]", "steps=2"))
     before = flat_params(load_embedder(student).model)
-    after = flat_params(load_export_source(out).loaded.model)
+    after = flat_params(open_model(out).model)
     changed = {k for k in before if not np.array_equal(before[k], after[k])}
     assert changed and all(k.startswith("encoder.layers.1.") for k in changed)  # 2 layers: only the last moved
 
@@ -178,7 +179,7 @@ def test_neighbour_batches_train_and_resume_exactly(setup, tmp_path, monkeypatch
     same losses as one run straight through, across an epoch boundary (50 texts, batch 8: 6 steps an epoch). The
     resume skips the principal head initialization (a forward pass over training texts), since the checkpoint
     replaces every parameter."""
-    import jaxretrieval.models.embedder as embedder
+    import jaxretrieval.train.model_setup as embedder
 
     calls = []
     real = embedder.principal_head_init
@@ -212,8 +213,8 @@ def test_grad_cache_matches_the_plain_step(setup, tmp_path):
                    "model.matryoshka_dims=[12]", "model.dropout=false", "steps=2", *extra))
     a, b = _metrics(runs["plain"]), _metrics(runs["cached"])
     np.testing.assert_allclose([m["loss"] for m in a], [m["loss"] for m in b], atol=1e-5)
-    pa = flat_params(load_export_source(runs["plain"]).loaded.model)
-    pb = flat_params(load_export_source(runs["cached"]).loaded.model)
+    pa = flat_params(open_model(runs["plain"]).model)
+    pb = flat_params(open_model(runs["cached"]).model)
     for k in pa:
         np.testing.assert_allclose(pa[k], pb[k], atol=1e-5, err_msg=k)
 
@@ -221,7 +222,7 @@ def test_grad_cache_matches_the_plain_step(setup, tmp_path):
 def test_orthogonal_head_keeps_the_students_cosines(setup):
     """head_init=orthogonal: a head at least as wide as the pooled vector preserves every cosine of the student;
     a narrower Matryoshka head has orthonormal columns and zero bias. The default (normal) head does not."""
-    from jaxretrieval.convert.st_import import LoadedEmbedder
+    from jaxretrieval.bundles import LoadedEmbedder
     from jaxretrieval.models.embedder import with_heads
 
     _, student, _, texts, _ = setup
@@ -253,7 +254,7 @@ def test_init_fresh_restarts_the_named_parameters_and_loads_the_rest(setup, tmp_
     run = tmp_path / "stage"
     train(_cfg(run, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=48", "steps=1",
                "save_every=1", "distill.cosine_weight=0"))
-    saved = flat_params(load_export_source(run).loaded.model)
+    saved = flat_params(open_model(run).model)
 
     def start(width, *extra):
         return flat_params(build_embedder(_cfg(tmp_path / "next", student, texts, f"distill.teacher_vectors={vectors}",
@@ -281,7 +282,7 @@ def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup
     """head_init=principal: a fresh narrow Matryoshka head is the rank-d SVD of the student's pooled vectors, so its
     cosines match the student's better than a random orthogonal projection's; a head already in init_from's
     checkpoint is left as saved."""
-    from jaxretrieval.convert.st_import import LoadedEmbedder
+    from jaxretrieval.bundles import LoadedEmbedder
     from jaxretrieval.train.model_setup import build_model
 
     _, student, _, texts, vectors = setup
@@ -311,7 +312,7 @@ def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup
     run = tmp_path / "stage"
     train(_cfg(run, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
                f"model.matryoshka_dims=[{small}]", "model.head_init=principal", "steps=1", "save_every=1"))
-    saved = np.asarray(load_export_source(run).loaded.model.matryoshka[0].kernel[...])
+    saved = np.asarray(open_model(run).model.matryoshka[0].kernel[...])
     again = build_model(_cfg(tmp_path / "next", student, texts, f"distill.teacher_vectors={vectors}",
                              "model.head_dim=24", f"model.matryoshka_dims=[{small}]", "model.head_init=principal",
                              f"init_from={run}")).model

@@ -10,7 +10,8 @@ import torch
 from hf_tiny import make_sentence_transformers_dir, tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
 from jaxretrieval.cli import main
 from jaxretrieval.convert.export import export
-from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.door import open_model
+from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.errors import InputError
 from jaxretrieval.inference import encode_texts
 from jaxretrieval.models.params import flat_params
@@ -32,7 +33,7 @@ def _family_dir(path, family):
 
 def _train(run, model, data, steps=2, *extra):
     from jaxretrieval.config import load_config
-    from jaxretrieval.train.loop import train
+    from jaxretrieval.training import run_training as train
 
     train(load_config(None, [f"output_dir={run}", f"model.path={model}", f"data.train={data}", "batch_size=4",
                              f"steps={steps}", "learning_rate=1e-2", "mesh.data=1", "model.max_doc_length=32",
@@ -56,7 +57,7 @@ def test_round_trip_and_trained_export_match_sentence_transformers(tmp_path, fam
 
     model = _family_dir(tmp_path / "model", family)
     # import → export → import: bit-identical parameters
-    exported = export(model, tmp_path / "roundtrip")
+    exported = export(open_model(model), tmp_path / "roundtrip")
     before, after = flat_params(load_embedder(model).model), flat_params(load_embedder(exported).model)
     assert before.keys() == after.keys()
     for k in before:
@@ -83,7 +84,7 @@ def test_bfloat16_export_round_trips_rounded_values(tmp_path):
     import ml_dtypes
 
     model = tiny_embedder_dir(tmp_path / "m")
-    out = export(model, tmp_path / "bf16", fmt="hf", dtype="bfloat16")
+    out = export(open_model(model), tmp_path / "bf16", fmt="hf", dtype="bfloat16")
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
     assert not (out / "modules.json").exists()  # plain HF format
     before = flat_params(load_embedder(model).model)
@@ -103,7 +104,7 @@ def test_dense_head_exports_in_sentence_transformers_layout(tmp_path):
                models.Dense(24, 10, activation_function=torch.nn.Tanh()), models.Normalize()]
     with_head = SentenceTransformer(modules=modules, device="cpu")
     with_head.save(str(tmp_path / "with_head"))
-    out = export(tmp_path / "with_head", tmp_path / "out")
+    out = export(open_model(tmp_path / "with_head"), tmp_path / "out")
     modules = json.loads((out / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
     assert (out / "2_Dense" / "model.safetensors").exists()
@@ -116,16 +117,16 @@ def test_bad_export_requests(tmp_path):
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
     with pytest.raises(InputError, match="not empty"):
-        export(model, busy)
+        export(open_model(model), busy)
     assert (busy / "keep.txt").read_text() == "mine"
     with pytest.raises(InputError, match="unknown format 'onnx'"):
-        export(model, tmp_path / "x", fmt="onnx")
+        export(open_model(model), tmp_path / "x", fmt="onnx")
     empty_run = tmp_path / "run"
     (empty_run / "checkpoints").mkdir(parents=True)
     with pytest.raises(InputError, match="no checkpoint"):
-        export(empty_run, tmp_path / "y")
+        export(open_model(empty_run), tmp_path / "y")
     with pytest.raises(InputError, match="no checkpoint here"):
-        export(tmp_path / "busy", tmp_path / "z")
+        export(open_model(tmp_path / "busy"), tmp_path / "z")
     assert main(["export", "--checkpoint", str(model), "--out", str(busy)]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "m", "run"]  # no temp dirs left behind
     # --overwrite replaces the directory as a whole
@@ -138,7 +139,7 @@ def test_real_minilm_after_training_steps_exports_with_parity(tmp_path, minilm_d
 
     run = tmp_path / "run"
     _train(run, minilm_dir, tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=8), 2)
-    out = export(run, tmp_path / "st")
+    out = export(open_model(run), tmp_path / "st")
     texts = TEXTS + ["Vitamin D deficiency is associated with an increased risk of fractures. " * 40]
     assert _st_vs_ours(out, texts) <= 1e-4  # includes texts over the 256-token max length
     assert AutoModel.from_pretrained(str(out)).config.model_type == "bert"

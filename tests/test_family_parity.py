@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hf_tiny import tiny_family
-from jaxretrieval.convert.hf_import import load_hf_encoder
+from jaxretrieval.convert.hf_format import load_hf_encoder
 
 
 def _batch(rng, pad_id, batch=4, length=15, left=False, low=5, high=44):
@@ -98,7 +98,7 @@ def test_real_all_mpnet_base_v2_matches_transformers_and_sentence_transformers()
     from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer
 
-    from jaxretrieval.convert.st_import import load_embedder
+    from jaxretrieval.convert.st_format import load_embedder
     from jaxretrieval.inference import encode_texts
 
     path = assemble()

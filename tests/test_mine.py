@@ -6,8 +6,8 @@ import numpy as np
 
 from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
 from jaxretrieval.cli import main
-from jaxretrieval.convert.st_import import load_embedder
-from jaxretrieval.data.mining import mine_negatives
+from jaxretrieval.convert.st_format import load_embedder
+from jaxretrieval.eval.mining import mine_negatives
 from jaxretrieval.inference import encode_texts
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
 from jaxretrieval.cli import main
-from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.data.prepared import load_process_shards, prepare_shards, prepared_batch_source, read_manifest
 from jaxretrieval.data.train_pairs import read_pairs_jsonl
 from jaxretrieval.errors import InputError
@@ -80,7 +80,7 @@ def test_bad_prepared_inputs(prepared, tmp_path):
 
 def test_training_from_shards_resumes_exactly(prepared, tmp_path):
     from jaxretrieval.config import load_config
-    from jaxretrieval.train.loop import train
+    from jaxretrieval.training import run_training as train
 
     model, _, out = prepared
 

@@ -10,11 +10,12 @@ import torch
 from hf_tiny import tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
 from jaxretrieval.cli import main
 from jaxretrieval.config import load_config
-from jaxretrieval.convert.export import export, load_export_source
+from jaxretrieval.convert.export import export
+from jaxretrieval.door import open_model
 from jaxretrieval.data.rerank_data import read_rerank_data
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.rerank import score_pairs
-from jaxretrieval.train.loop import train
+from jaxretrieval.training import run_training as train
 
 QUERIES = ["the fox", "hello world", "lazy dog jumps"]
 DOCS = ["the quick brown fox jumps over the lazy dog", "hello", "world . world , hello " * 30]
@@ -34,26 +35,6 @@ def _cfg(out, model, data, *extra):
 
 def _losses(out):
     return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
-
-
-def test_pointwise_and_grouped_formats(tmp_path):
-    point = tmp_path / "point.jsonl"
-    point.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"query": "q1", "content": "a", "label": 3}, {"query": "q1", "content": "b", "label": 1},
-        {"query": "q1", "content": "c", "label": 0}, {"query": "q2", "content": "d", "label": 2}]))
-    pairs = read_rerank_data(point, label_min=0, label_max=3)
-    assert pairs.query_texts == ["q1", "q2"] and pairs.doc_texts[:3] == ["a", "b", "c"]
-    np.testing.assert_allclose(pairs.positive_scores[0], [1.0])
-    np.testing.assert_allclose(pairs.negative_scores[0], [1 / 3, 0.0])
-    grouped = tmp_path / "grouped.jsonl"
-    grouped.write_text(json.dumps({"query": "q", "hits": [{"content": "x", "label": 1}, {"content": "y", "label": 0}]})
-                       + "\n")
-    g = read_rerank_data(grouped)
-    assert g.positives[0].tolist() == [0] and g.negatives[0].tolist() == [1]
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"query": "q", "content": "x", "label": 7}) + "\n")
-    with pytest.raises(InputError, match=r"bad\.jsonl:1 \[label\]: label 7 is outside"):
-        read_rerank_data(bad, 0, 3)
 
 
 @pytest.mark.parametrize("loss", ["listwise", "distill", "ranknet", "bce", "mse"])
@@ -77,8 +58,8 @@ def test_losses_train_and_bert_export_matches_cross_encoder(setup, tmp_path, los
     from sentence_transformers import CrossEncoder
     from transformers import AutoModelForSequenceClassification
 
-    out = export(run, tmp_path / "ce", fmt="cross-encoder")
-    ours = score_pairs(load_export_source(run).loaded, QUERIES, DOCS)
+    out = export(open_model(run), tmp_path / "ce", fmt="cross-encoder")
+    ours = score_pairs(open_model(run), QUERIES, DOCS)
     hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     ce = CrossEncoder(str(out), device="cpu", activation_fn=torch.nn.Identity())
     theirs = ce.predict(list(zip(QUERIES, DOCS)), convert_to_numpy=True)
@@ -96,8 +77,8 @@ def test_llm_reranker_trains_exports_and_matches_transformers(tmp_path):
                "reranker.query_format=query: {} ", "reranker.doc_format=document: {}"))
     losses = _losses(run)
     assert losses[-1] < losses[0] * 0.7, losses  # one fixed batch (4 queries, all their candidates)
-    out = export(run, tmp_path / "llm", fmt="cross-encoder")
-    loaded = load_export_source(run).loaded
+    out = export(open_model(run), tmp_path / "llm", fmt="cross-encoder")
+    loaded = open_model(run)
     ours = score_pairs(loaded, QUERIES, DOCS)
     hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     tok = AutoTokenizer.from_pretrained(str(out))
@@ -126,7 +107,7 @@ def test_two_stage_eval_and_bad_requests(setup, tmp_path):
     with pytest.raises(InputError, match=r"\[reranker.first_stage\]"):
         train(_cfg(tmp_path / "x", bert, pairs, f"eval.data={beir}"))
     with pytest.raises(InputError, match=r"\[format\]"):
-        export(run, tmp_path / "y", fmt="sentence-transformers")
+        export(open_model(run), tmp_path / "y", fmt="sentence-transformers")
 
 
 def test_reranker_scores_distill_into_a_dense_model(setup, tmp_path):
@@ -153,7 +134,7 @@ def test_llm_reranker_with_lora_trains_adapters_only_and_exports_merged(tmp_path
     hold optimizer state, the loss falls, and the merged export scores as ours in transformers."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from jaxretrieval.convert.reranker_io import load_reranker
+    from jaxretrieval.convert.cross_encoder_format import load_reranker
     from jaxretrieval.models.lora import has_lora
     from jaxretrieval.models.params import flat_params
     from jaxretrieval.train.checkpoint import restore_params
@@ -173,10 +154,10 @@ def test_llm_reranker_with_lora_trains_adapters_only_and_exports_merged(tmp_path
     for name, value in base.items():  # frozen: exactly the loaded weights
         np.testing.assert_array_equal(saved[name], value, err_msg=name)
     assert np.abs(saved["encoder.layers.0.q_proj.lora_b"]).max() > 0  # B left zero would mean no adaptation
-    loaded = load_export_source(run).loaded
+    loaded = open_model(run)
     assert has_lora(loaded.model)
     ours = score_pairs(loaded, QUERIES, DOCS)
-    out = export(run, tmp_path / "llm", fmt="cross-encoder")
+    out = export(open_model(run), tmp_path / "llm", fmt="cross-encoder")
     hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     tok = AutoTokenizer.from_pretrained(str(out))
     enc = tok([f"query: {q} document: {d} yes" for q, d in zip(QUERIES, DOCS)], truncation=True, max_length=48,
@@ -213,15 +194,15 @@ def test_in_batch_negatives_come_from_other_queries_and_never_a_positive(setup, 
     for step in range(src.steps_per_epoch * 2):
         epoch, index = divmod(step, src.steps_per_epoch)
         batch = src.batch(step)
-        plan = src._plans(epoch)
+        plan = src.plans(epoch)
         rows = slice(index * src.global_batch, (index + 1) * src.global_batch)
         q, p, n = plan[0][rows], plan[1][rows], plan[2][rows]
         docs = np.concatenate([p[:, None], n], axis=1)
-        extra = src._in_batch_negatives(q, docs, epoch, index)
+        extra = src.draw_in_batch_negatives(q, docs, epoch, index)
         assert batch["ids"].shape[:2] == (4, 3 + 3)
         for i in range(len(q)):
             others = set(np.concatenate([docs[:i], docs[i + 1:]]).reshape(-1).tolist())
-            assert set(extra[i].tolist()) <= others - src._positives[int(q[i])]
+            assert set(extra[i].tolist()) <= others - src.positives_by_query[int(q[i])]
     train(cfg)
     assert np.isfinite(_losses(tmp_path / "run")).all()
     with pytest.raises(InputError, match=r"\[reranker\.in_batch_negatives\]"):

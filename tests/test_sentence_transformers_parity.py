@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hf_tiny import tiny_bert
-from jaxretrieval.convert.st_import import load_embedder
+from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.inference import encode_texts
 
 TEXTS = ["hello world", "the quick brown fox jumps over the lazy dog", "fox", "dog " * 80, "a b c, d. e"]

@@ -9,7 +9,7 @@ import pytest
 from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
 from jaxretrieval.config import load_config
 from jaxretrieval.errors import InputError
-from jaxretrieval.train.loop import train
+from jaxretrieval.training import run_training as train
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +136,17 @@ def test_grad_cache_matches_the_plain_step(tmp_path, setup):
                          ids=["fsdp8", "data2xfsdp4"])
 def test_fsdp_meshes_match_data_parallel_and_shard_parameters(tmp_path, setup, mesh):
     from jaxretrieval.config import load_config as load
-    from jaxretrieval.train.loop import init_train_state, prepare
+    from jaxretrieval.train.loop import init_train_state
+    from jaxretrieval.train.loop import setup as train_setup
 
     model, data = setup
     train(_cfg(tmp_path / "dp", model, data, "steps=3"))
     train(_cfg(tmp_path / "fsdp", model, data, "steps=3", *mesh))
     np.testing.assert_allclose([m["loss"] for m in _metrics(tmp_path / "dp")],
                                [m["loss"] for m in _metrics(tmp_path / "fsdp")], atol=1e-5)
-    prep = prepare(load(None, [f"output_dir={tmp_path / 'x'}", f"model.path={model}", f"data.train={data}",
+    run = train_setup(load(None, [f"output_dir={tmp_path / 'x'}", f"model.path={model}", f"data.train={data}",
                                "batch_size=8", *mesh]))
-    _, state, _, _, _ = init_train_state(prep)
+    state = init_train_state(run).state
     kernel = state["params"]["encoder"]["layers"][0]["query"]["kernel"]
     fsdp = int(mesh[1].split("=")[1])
     assert kernel.sharding.spec[0] == "fsdp" and len(kernel.addressable_shards) == 8

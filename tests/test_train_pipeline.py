@@ -68,7 +68,7 @@ def test_random_negatives_avoid_positives_when_none_given(scifact_dir):
 
 
 def test_process_shards_concatenate_to_the_global_batch(tmp_path, minilm_dir):
-    from jaxretrieval.convert.st_import import load_embedder
+    from jaxretrieval.convert.st_format import load_embedder
     from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 
     pairs = read_pairs_jsonl(tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=16))

@@ -66,14 +66,14 @@ class ColBERTTokenizer:
                          f"{kind} prefix to an existing token or to '' (adding tokens is not supported)",
                          "config", field=f"colbert.{kind}_prefix")
 
-    def _ids(self, texts: list[str], kind: str) -> list[list[int]]:
+    def token_ids(self, texts: list[str], kind: str) -> list[list[int]]:
         length = self.query_length if kind == "query" else self.doc_length
         marker = self.marker_ids[kind]
         ids = self.text.tokenize(texts, kind, length - 1 if marker is not None else length)["input_ids"]
         return [row[:1] + [marker] + row[1:] for row in ids] if marker is not None else ids
 
     def table(self, texts: list[str], kind: str, per_octave: int = 1) -> TokenTable:
-        ids = self._ids(texts, kind)
+        ids = self.token_ids(texts, kind)
         lengths = np.array([len(x) for x in ids], np.int64)
         flat = np.fromiter((t for row in ids for t in row), np.int32, count=int(lengths.sum()))
         length = self.query_length if kind == "query" else self.doc_length
@@ -90,10 +90,10 @@ class ColBERTTokenizer:
     def encode_batch(self, texts: list[str], kind: str) -> dict[str, np.ndarray]:
         """Padded arrays for inference: ids, attention mask and vector mask, int32[B, L] (queries: L =
         query_length; documents: the longest in the batch)."""
-        return self.pad_ids(self._ids(list(texts), kind), kind)
+        return self.pad_ids(self.token_ids(list(texts), kind), kind)
 
     def pad_ids(self, ids: list[list[int]], kind: str) -> dict[str, np.ndarray]:
-        """`encode_batch` for token ids already made by `_ids`."""
+        """`encode_batch` for token ids already made by `token_ids`."""
         length = self.query_length if kind == "query" else max(len(x) for x in ids)
         pad = self.expansion_id if kind == "query" else self.text.pad_id
         out = np.full((len(ids), length), pad, np.int32)

@@ -1,4 +1,5 @@
-"""Line-numbered jsonl and text readers that fail with the file and line of the first bad record."""
+"""Line-numbered jsonl and text readers that fail with the file and line of the first bad record, and the jsonl
+writer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import atomic_file
 
 
 def open_text(path: str | os.PathLike):
@@ -74,3 +76,10 @@ def read_texts(path: str | os.PathLike) -> list[str]:
         with open_text(p) as f:
             return [line.rstrip("\r\n") for line in f]
     raise InputError("input must be a .txt (one text per line) or .jsonl (field 'text') file", p)
+
+
+def write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
+    """One JSON object per line, UTF-8, written atomically (files.atomic_file)."""
+    with atomic_file(path, "w") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 from jaxretrieval.data.tokenize import TextTokenizer
 from jaxretrieval.data.train_pairs import TrainPairs
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import atomic_directory, require_free_output
 
 MANIFEST = "dataset.json"
 FORMAT = "jaxretrieval.prepared/1"
@@ -69,17 +68,13 @@ def prepare_shards(pairs: TrainPairs, tokenizer: TextTokenizer, out_dir: str | o
     `out_dir` and renamed at the end, so an interrupted run leaves nothing that looks complete."""
     import tensorflow as tf
 
-    out = Path(out_dir)
     if num_shards < 1:
-        raise InputError(f"num_shards must be >= 1, got {num_shards}", out, field="shards")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError("output directory is not empty (pass --overwrite to replace it)", out)
+        raise InputError(f"num_shards must be >= 1, got {num_shards}", out_dir, field="shards")
+    out = require_free_output(out_dir, overwrite)
     q_len, d_len = min(max_query_length, tokenizer.max_length), min(max_doc_length, tokenizer.max_length)
     queries = TokenTable.build(tokenizer, pairs.query_texts, "query", q_len, 1)
     docs = TokenTable.build(tokenizer, pairs.doc_texts, "doc", d_len, 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         names = [f"train-{s:05d}-of-{num_shards:05d}.tfrecord" for s in range(num_shards)]
         counts = [0] * num_shards
         writers = [tf.io.TFRecordWriter(str(tmp / n)) for n in names]
@@ -100,12 +95,6 @@ def prepare_shards(pairs: TrainPairs, tokenizer: TextTokenizer, out_dir: str | o
                     "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
                     "shards": [{"file": n, "examples": c} for n, c in zip(names, counts)]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

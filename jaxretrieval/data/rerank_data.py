@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxretrieval.data.jsonl import iter_jsonl, require_str
-from jaxretrieval.data.train_pairs import TrainPairs, _Interner, read_pairs_jsonl, read_train_pairs
+from jaxretrieval.data.train_pairs import TrainPairs, TextInterner, read_pairs_jsonl, read_train_pairs
 from jaxretrieval.errors import InputError
 
 
@@ -55,7 +55,7 @@ def read_rerank_data(source: str | os.PathLike, label_min: float = 0.0, label_ma
         else:
             groups.setdefault(query, []).append((require_str(obj, "content", p, lineno),
                                                  _label(obj, p, lineno, label_min, label_max), lineno))
-    queries, docs = _Interner(), _Interner()
+    queries, docs = TextInterner(), TextInterner()
     q_ids, pos, neg, pos_s, neg_s = [], [], [], [], []
     for query, hits in groups.items():
         best = max(label for _, label, _ in hits)

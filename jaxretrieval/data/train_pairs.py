@@ -55,7 +55,9 @@ class TrainPairs:
                                    negative_scores=pick(self.negative_scores))
 
 
-class _Interner:
+class TextInterner:
+    """Each distinct text once: text -> its row, in order of first appearance."""
+
     def __init__(self):
         self.ids: dict[str, int] = {}
         self.texts: list[str] = []
@@ -92,7 +94,7 @@ def _scores(obj: dict, key: str, expected: int, path, lineno: int) -> np.ndarray
 
 
 def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
-    queries, docs = _Interner(), _Interner()
+    queries, docs = TextInterner(), TextInterner()
     q_ids, pos, neg, pos_scores, neg_scores = [], [], [], [], []
     for lineno, obj in iter_jsonl(path):
         query = require_str(obj, "query", path, lineno, allow_empty=False)
@@ -123,7 +125,7 @@ def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs
     doc_ids, doc_texts = read_corpus(d / "corpus.jsonl")
     doc_index = {doc_id: i for i, doc_id in enumerate(doc_ids)}
     queries = read_queries(d / "queries.jsonl")
-    q_intern = _Interner()
+    q_intern = TextInterner()
     q_ids, pos = [], []
     for qid, judged in qrels.items():
         if qid not in queries:

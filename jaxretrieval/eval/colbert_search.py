@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
-from jaxretrieval.convert.colbert_io import LoadedColBERT
+from jaxretrieval.bundles import LoadedColBERT
 from jaxretrieval.data.beir import BeirSplit
 from jaxretrieval.data.tokenize import bucket_for, inference_length_buckets
 from jaxretrieval.eval.metrics import retrieval_metrics
@@ -31,12 +32,10 @@ def encode_token_vectors(loaded: LoadedColBERT, texts: Sequence[str], kind: str,
     """(dtype[total vectors, dim] (float16: half the index memory), int64 offsets[len(texts) + 1]): text i's
     vectors are rows
     offsets[i]:offsets[i + 1] (documents: real, non-skiplisted tokens; queries: all query_length positions)."""
-    from tqdm import tqdm
-
     tok = loaded.tokenizer
     graphdef, state = nnx.split(loaded.model)
     per_text: list[np.ndarray | None] = [None] * len(texts)
-    token_ids = tok._ids(list(texts), kind)  # tokenized once: lengths for sorting, then batches
+    token_ids = tok.token_ids(list(texts), kind)  # tokenized once: lengths for sorting, then batches
     lengths = [len(x) for x in token_ids]
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     buckets = inference_length_buckets(tok.doc_length if kind == "doc" else tok.query_length)

@@ -30,14 +30,17 @@ def mrr_at_k(ranking: Sequence[str], judged: Mapping[str, int], k: int) -> float
     return 0.0
 
 
+# the metrics every retrieval evaluation reports: name -> (function, cutoff)
+METRICS = {"ndcg@10": (ndcg_at_k, 10), "recall@100": (recall_at_k, 100), "mrr@10": (mrr_at_k, 10)}
+
+
 def retrieval_metrics(rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> dict:
     """rankings: query id → doc ids best first; qrels: query id → {doc id: relevance}. Queries without a ranking
     count as 0 (a missing query must not raise the average)."""
-    names = {"ndcg@10": (ndcg_at_k, 10), "recall@100": (recall_at_k, 100), "mrr@10": (mrr_at_k, 10)}
-    totals = dict.fromkeys(names, 0.0)
+    totals = dict.fromkeys(METRICS, 0.0)
     for qid, judged in qrels.items():
         ranking = rankings.get(qid, [])
-        for name, (fn, k) in names.items():
+        for name, (fn, k) in METRICS.items():
             totals[name] += fn(ranking, judged, k)
     n = max(len(qrels), 1)
     return {name: total / n for name, total in totals.items()}

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
-from jaxretrieval.convert.reranker_io import LoadedReranker
+from jaxretrieval.bundles import LoadedReranker
 from jaxretrieval.data.beir import BeirSplit
 from jaxretrieval.data.tokenize import bucket_for, inference_length_buckets
 from jaxretrieval.eval.metrics import retrieval_metrics
@@ -27,8 +28,6 @@ def _scores(graphdef, state, ids, mask, types):
 def score_pairs(loaded: LoadedReranker, queries: list[str], docs: list[str], batch_size: int = 32,
                 progress: bool = False) -> np.ndarray:
     """Relevance logits float32[N] of (queries[i], docs[i]); pairs sorted by length and padded to buckets."""
-    from tqdm import tqdm
-
     graphdef, state = nnx.split(loaded.model)
     tok = loaded.tokenizer
     encoded = tok.encode(queries, docs)

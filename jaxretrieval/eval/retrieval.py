@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from jaxretrieval.convert.st_import import LoadedEmbedder
+from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.data.beir import BeirSplit
 from jaxretrieval.eval.metrics import retrieval_metrics
 from jaxretrieval.eval.search import exact_search

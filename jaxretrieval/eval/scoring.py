@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxretrieval.convert.colbert_io import LoadedColBERT
-from jaxretrieval.convert.reranker_io import LoadedReranker
+from jaxretrieval.bundles import COLBERT, RERANKER, Bundle
+from jaxretrieval.eval.colbert_search import encode_token_vectors
+from jaxretrieval.eval.rerank import score_pairs
 from jaxretrieval.inference import encode_texts
 from jaxretrieval.losses.maxsim import maxsim_dense
 
@@ -15,17 +16,14 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value or [])
 
 
-def score_records(loaded, records: list[dict], batch_size: int = 32) -> list[dict]:
+def score_records(loaded: Bundle, records: list[dict], batch_size: int = 32) -> list[dict]:
+    """Each record with `pos_scores` and `neg_scores` added, one per positive and negative, in order."""
     queries = [r["query"] for r in records]
     groups = [_as_list(r["pos"]) + _as_list(r.get("neg")) for r in records]
-    if isinstance(loaded, LoadedReranker):
-        from jaxretrieval.eval.rerank import score_pairs
-
+    if loaded.kind == RERANKER:
         flat = score_pairs(loaded, [q for q, g in zip(queries, groups) for _ in g], [d for g in groups for d in g],
                            batch_size, progress=True)
-    elif isinstance(loaded, LoadedColBERT):
-        from jaxretrieval.eval.colbert_search import encode_token_vectors
-
+    elif loaded.kind == COLBERT:
         texts = list(dict.fromkeys(d for g in groups for d in g))
         where = {t: i for i, t in enumerate(texts)}
         d_flat, d_off = encode_token_vectors(loaded, texts, "doc", batch_size, progress=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxretrieval.convert.st_import import LoadedEmbedder
+from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.data.jsonl import open_text
 from jaxretrieval.errors import InputError
 from jaxretrieval.inference import encode_texts

@@ -7,16 +7,12 @@ directory in that layout imports with exact numerical parity and exports back th
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxretrieval.models import layers
-
-if TYPE_CHECKING:  # st_import imports this module
-    from jaxretrieval.convert.st_import import LoadedEmbedder
 
 # Order in which sentence-transformers concatenates pooling outputs when several modes are on.
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
@@ -172,7 +168,7 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
     head_init "orthogonal" starts each new layer as a semi-orthogonal map with zero bias. A 384 → 768 head then
     gives exactly the student's own cosines, so distillation starts from the student's retrieval quality instead
     of from a random projection that stage 1 must first fit to the teacher (which, at small data scale, costs
-    more than it returns: see the issue-5 notes)."""
+    more than it returns)."""
     if head_init not in ("normal", "orthogonal", "principal"):
         raise ValueError(f"head_init must be normal, orthogonal or principal, got {head_init!r}")
     spec = model.spec
@@ -199,28 +195,3 @@ def with_heads(model: Embedder, head_dim: int = 0, matryoshka_dims: tuple[int, .
                 layer.bias[...] = jnp.zeros_like(layer.bias[...])
     return new
 
-
-def principal_head_init(loaded: LoadedEmbedder, heads: list[int], texts: list[str]) -> None:
-    """Set Matryoshka heads `heads` (indices into model.matryoshka, each narrower than the pooled vector) to the top
-    right singular vectors of the normalized pooled vectors of `texts`, with zero bias.
-
-    Uncentered on purpose: with no bias the head's cosines are those of the rank-d approximation of the texts'
-    Gram matrix, the closest any d-dimensional linear map gets to the student's own cosines. A random projection
-    to 1/4 of the dims, by contrast, starts a Matryoshka head far below the full-dimension quality, and the low
-    learning rate of a last all-parameter stage does not make that up."""
-    import numpy as np
-
-    from jaxretrieval.convert.st_import import LoadedEmbedder
-    from jaxretrieval.inference import encode_texts
-
-    model = loaded.model
-    pooled_only = Embedder(model.encoder, dataclasses.replace(model.spec, dense=(), normalize=True,
-                                                             matryoshka_dims=()))
-    x = encode_texts(LoadedEmbedder(pooled_only, loaded.tokenizer, loaded.path), texts)  # float32[N, H]
-    _, _, vt = np.linalg.svd(np.asarray(x, np.float64), full_matrices=False)
-    for i in heads:
-        layer = model.matryoshka[i]
-        d = layer.kernel[...].shape[1]
-        layer.kernel[...] = jnp.asarray(vt[:d].T, layer.kernel[...].dtype)
-        if layer.bias is not None:
-            layer.bias[...] = jnp.zeros_like(layer.bias[...])

@@ -10,11 +10,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxretrieval.errors import InputError
+
 
 def param_name(path) -> str:
-    """The dotted name of an nnx state path ("encoder.layers.0.attention.query.kernel"): the one spelling that
-    checkpoints, freezing and init_fresh patterns all use."""
-    return ".".join(str(p) for p in path)
+    """The dotted name of a parameter ("encoder.layers.0.attention.query.kernel"), from an nnx state path (strings
+    and ints) or a JAX key path (DictKey, GetAttrKey, SequenceKey entries, ending in the Variable's `.value`): the
+    one spelling that checkpoints, freezing, init_fresh patterns, sharding rules and weight decay all use."""
+    parts = [str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path]
+    if len(parts) > 1 and parts[-1] == "value":
+        parts.pop()
+    return ".".join(parts)
 
 
 def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
@@ -37,8 +43,6 @@ def select_params(model: nnx.Module, patterns: str, field: str = "optimizer.trai
     `init_fresh` (see config.py): "all", "head" (outside the encoder), "lora", "encoder.layers[-3:]", or a glob.
     A pattern that selects nothing is an error naming `field`, so a typo cannot silently freeze (or restart) the
     whole model. Reads names and shapes only, so a large model is not copied to the host."""
-    from jaxretrieval.errors import InputError
-
     names = list(param_shapes(model))
     num_layers = len(getattr(getattr(model, "encoder", None), "layers", []))
     selected: set[str] = set()

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxretrieval.errors import InputError
+from jaxretrieval.models.params import param_name
 
 
 class Checkpoints:
@@ -54,8 +58,6 @@ def checkpoint_steps(run_dir: str | Path) -> list[int]:
 def find_checkpoint(path: str | Path) -> tuple[Path, int] | None:
     """(run directory, step) for a run directory (its newest checkpoint) or RUN/checkpoints/STEP; None when
     `path` is neither (e.g. a model directory). A run directory without checkpoints is an error."""
-    from jaxretrieval.errors import InputError
-
     p = Path(path)
     if not p.exists():
         raise InputError("checkpoint path does not exist", p)
@@ -76,8 +78,6 @@ def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict
     """The parameters of one checkpoint as a flat {"encoder.layers.0.query.kernel": array} dict, plus its meta,
     without knowing the optimizer: everything is restored onto one local device from the saved metadata, so
     this works on a machine with another device count than the one that trained (export, evaluation)."""
-    import numpy as np
-
     manager = ocp.CheckpointManager(Path(run_dir).absolute() / "checkpoints",
                                     item_handlers={"state": ocp.StandardCheckpointHandler(),
                                                    "meta": ocp.JsonCheckpointHandler()})
@@ -91,7 +91,4 @@ def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict
         manager.close()
     # trainable and frozen parameters are stored apart (see train/loop.py); together they are the model
     flat = jax.tree_util.tree_flatten_with_path({"a": out.state["params"], "b": out.state.get("frozen", {})})[0]
-    flat = [(path[1:], v) for path, v in flat]
-    names = (".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in flat)
-    params = {name.removesuffix(".value"): np.asarray(v) for name, (_, v) in zip(names, flat)}
-    return params, out.meta
+    return {param_name(path[1:]): np.asarray(v) for path, v in flat}, out.meta

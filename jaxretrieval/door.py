@@ -1,0 +1,83 @@
+"""The one door from a path a user names to a model bundle.
+
+Every command that takes a model (`encode`, `eval`, `mine`, `score`, `export`, a reranker's first stage) opens it
+here, so "what kind of directory is this?" is answered in one place:
+
+    run directory           config.yaml and checkpoints/: the model of its newest checkpoint
+    RUN/checkpoints/STEP    the model of that checkpoint
+    PyLate directory        a ColBERT model (config_sentence_transformers.json says MaxSim)
+    cross-encoder directory an HF *ForSequenceClassification model (a reranker)
+    sentence-transformers   modules.json: a dense embedder
+    Hugging Face directory  config.json: a dense embedder over the bare encoder (mean pooling unless told)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jaxretrieval.bundles import Bundle
+from jaxretrieval.config import load_config
+from jaxretrieval.convert.cross_encoder_format import is_cross_encoder_dir, load_reranker
+from jaxretrieval.convert.pylate_format import is_pylate_dir, load_colbert
+from jaxretrieval.convert.st_format import load_embedder
+from jaxretrieval.errors import InputError
+from jaxretrieval.files import resolve_model_path
+from jaxretrieval.train.checkpoint import find_checkpoint
+from jaxretrieval.train.model_setup import build_model, load_checkpoint_params
+
+RUN, PYLATE, CROSS_ENCODER, SENTENCE_TRANSFORMERS, HUGGING_FACE = (
+    "run", "pylate", "cross-encoder", "sentence-transformers", "hf")
+
+
+def directory_kind(path: str | os.PathLike) -> str:
+    """One of RUN (a run directory or one of its checkpoints), PYLATE, CROSS_ENCODER, SENTENCE_TRANSFORMERS,
+    HUGGING_FACE; an InputError for a path that is none of them."""
+    p = resolve_model_path(path)
+    if not p.exists():
+        raise InputError("model directory does not exist", p)
+    if not p.is_dir():
+        raise InputError("expected a model or run directory, got a file", p)
+    if find_checkpoint(p) is not None:
+        return RUN
+    if is_pylate_dir(p):
+        return PYLATE
+    if is_cross_encoder_dir(p):
+        return CROSS_ENCODER
+    if (p / "modules.json").exists():
+        return SENTENCE_TRANSFORMERS
+    if (p / "config.json").exists():
+        return HUGGING_FACE
+    raise InputError("no checkpoint here, nor a model: expected a model directory (config.json or modules.json), "
+                     "a run directory or RUN/checkpoints/STEP", p)
+
+
+def open_model(path: str | os.PathLike, pooling: str | tuple[str, ...] | None = None,
+               max_length: int | None = None) -> Bundle:
+    """The bundle behind `path` (see the module docstring). `pooling` ("cls", "mean,max", ...) and `max_length`
+    override what an embedder directory says; a run's model is rebuilt exactly as its config trained it."""
+    kind = directory_kind(path)
+    p = resolve_model_path(path)
+    if kind == RUN:
+        return _open_run(*find_checkpoint(p))
+    if kind == PYLATE:
+        return load_colbert(p)
+    if kind == CROSS_ENCODER:
+        return load_reranker(p)
+    pooling = tuple(pooling.split(",")) if isinstance(pooling, str) else pooling
+    try:
+        return load_embedder(p, pooling=pooling, max_length=max_length)
+    except ValueError as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(str(e), p) from None
+
+
+def _open_run(run_dir: Path, step: int) -> Bundle:
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise InputError("run directory lacks config.yaml (which names the model it started from)", run_dir)
+    cfg = load_config(config_path)
+    loaded = build_model(cfg, initialize=False)  # the checkpoint below replaces every parameter
+    load_checkpoint_params(loaded.model, run_dir, step, require_all=True)
+    return loaded

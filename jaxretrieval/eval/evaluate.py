@@ -1,0 +1,102 @@
+"""The one evaluation dispatch: which evaluation a bundle gets, for `jaxretrieval eval` and for evaluation during
+training alike, so both report the same numbers under the same names.
+
+    embedder   retrieval on a BEIR split (and every Matryoshka dim with all_dims) and/or STS Spearman
+    colbert    exact MaxSim retrieval on a BEIR split
+    reranker   a first stage's top-k on a BEIR split, reranked (metrics before and after)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+from jaxretrieval.bundles import COLBERT, EMBEDDER, RERANKER, Bundle
+from jaxretrieval.config import TrainConfig
+from jaxretrieval.data.beir import BeirSplit, load_beir
+from jaxretrieval.errors import InputError
+from jaxretrieval.eval.colbert_search import evaluate_colbert
+from jaxretrieval.eval.rerank import dense_first_stage, evaluate_reranker
+from jaxretrieval.eval.metrics import METRICS
+from jaxretrieval.eval.retrieval import evaluate_dense
+from jaxretrieval.eval.sts import evaluate_sts
+
+Run = dict[str, list[str]]  # query id -> document ids, best first
+
+
+def evaluate(bundle: Bundle, data: BeirSplit | None = None, sts: str | None = None, *, batch_size: int = 64,
+             all_dims: bool = False, first_stage: Callable[[], Run] | None = None, rerank_top: int = 100,
+             progress: bool = True) -> dict:
+    """Metrics of `bundle` on a BEIR split and/or an STS file. A reranker needs `first_stage`, which returns the
+    run it reranks (called only when needed). An evaluation the bundle cannot have is an InputError."""
+    check_evaluable(bundle.kind, data is not None, bool(sts), first_stage is not None)
+    if bundle.kind == RERANKER:
+        return evaluate_reranker(bundle, data, first_stage(), rerank_top, batch_size)
+    if bundle.kind == COLBERT:
+        return evaluate_colbert(bundle, data, batch_size, progress=progress)
+    all_dims = all_dims and len(bundle.model.dims) > 1
+    metrics = {}
+    if data is not None:
+        metrics.update(evaluate_dense(bundle, data, batch_size, progress=progress, all_dims=all_dims))
+    if sts:
+        metrics.update(evaluate_sts(bundle, sts, batch_size, all_dims, progress=progress))
+    return metrics
+
+
+def check_evaluable(kind: str, has_data: bool, has_sts: bool, has_first_stage: bool, where: str = "command line"
+                    ) -> None:
+    if not has_data and not has_sts:
+        raise InputError("give a BEIR directory (--data, eval.data) and/or an STS-B file (--sts, eval.sts)", where)
+    if kind == RERANKER and (not has_data or not has_first_stage or has_sts):
+        raise InputError("a reranker is evaluated on a BEIR directory with a first stage to rerank (--data and "
+                         "--first-stage; in a config eval.data and reranker.first_stage), not on STS", where,
+                         field="reranker.first_stage")
+    if kind == COLBERT and (has_sts or not has_data):
+        raise InputError("a ColBERT model is evaluated on a BEIR directory (--data, eval.data), not on STS", where,
+                         field="eval.sts")
+
+
+def metric_names(kind: str, has_data: bool, has_sts: bool, dims: tuple[int, ...] = ()) -> list[str]:
+    """The metrics `evaluate` reports that can pick a best step."""
+    names = (list(METRICS) if has_data else []) + (["sts_spearman"] if has_sts and kind == EMBEDDER
+                                                              else [])
+    return names + [f"dim{d}/{n}" for d in dims[1:] for n in names]
+
+
+@dataclasses.dataclass
+class RunEvaluator:
+    """The evaluation a training run is handed (train.loop.Evaluator): the config's eval, on the model being
+    trained. Data are read, and impossible requests refused, before the first step (`check`); a reranker's first
+    stage is opened and searched once per run."""
+
+    cfg: TrainConfig
+    open_first_stage: Callable[[str], Bundle] | None = None  # the door that opens reranker.first_stage
+
+    @property
+    def metric(self) -> str:
+        return self.cfg.eval.metric
+
+    @functools.cached_property
+    def data(self) -> BeirSplit | None:
+        e = self.cfg.eval
+        return load_beir(e.data, e.split) if e.data else None
+
+    def check(self, bundle: Bundle) -> None:
+        e = self.cfg.eval
+        check_evaluable(bundle.kind, bool(e.data), bool(e.sts), bool(self.cfg.reranker.first_stage), "config")
+        _ = self.data  # read now: a bad eval directory fails before any training
+        names = metric_names(bundle.kind, bool(e.data), bool(e.sts), tuple(getattr(bundle.model, "dims", ())))
+        if self.metric not in names:
+            raise InputError(f"eval.metric {self.metric!r} is not computed by this eval; choose from {names}",
+                             "config", field="eval.metric")
+
+    @functools.cached_property
+    def _first_stage_run(self) -> Run:
+        r = self.cfg.reranker
+        return dense_first_stage(self.open_first_stage(r.first_stage), self.data, r.rerank_top)
+
+    def __call__(self, bundle: Bundle) -> dict:
+        e, r = self.cfg.eval, self.cfg.reranker
+        return evaluate(bundle, self.data, e.sts or None, batch_size=e.batch_size, all_dims=True,
+                        first_stage=lambda: self._first_stage_run, rerank_top=r.rerank_top)
