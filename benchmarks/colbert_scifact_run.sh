@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-6 real run: mine SciFact train hard negatives with the fine-tuned dense model (runs/scifact_mnrl, from
+# ColBERT against dense on SciFact: mine SciFact train hard negatives with the fine-tuned dense model (runs/scifact_mnrl, from
 # configs/scifact_mnrl.yaml), train ColBERT from all-MiniLM-L6-v2 on them, and train the dense model on the same
 # data for the same steps; both are evaluated on SciFact test at the end of training (see each run's metrics.jsonl).
 set -euo pipefail

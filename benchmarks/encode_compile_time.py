@@ -8,11 +8,7 @@ compiling one program per padded length met, "second pass" is the same texts aga
 so first - second is the compile cost. "load s" is building the model from the checkpoint (after the
 tokenizer library's import, "import s"). For each density the cache folder starts empty ("cold") and the next
 process reads it ("warm"). The reason for data.tokenize.inference_length_buckets and
-cli.configure_compilation_cache. On an H100 (MiniLM, all 5,483 texts; float16 weights upcast, for the transfer):
-  per octave 4: 13 lengths, first pass 70.1 s cold, 5.3 s warm; compiled pass 1.2-1.4 s
-  per octave 1:  5 lengths, first pass 30.2 s cold, 3.1 s warm; compiled pass 1.4 s
-  and every process spends 11-17 s importing the tokenizer library (transformers imports torch), then 2-4 s
-  building the model.
+cli.configure_compilation_cache; docs/results.md records what it printed on an H100.
 """
 
 import argparse

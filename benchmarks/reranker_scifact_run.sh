@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-7 real run on SciFact, after benchmarks/colbert_scifact_run.sh (the fine-tuned dense model
+# Rerankers on SciFact, after benchmarks/colbert_scifact_run.sh (the fine-tuned dense model
 # runs/scifact_mnrl and the negatives it mined, runs/colbert/scifact_mined.jsonl):
 #   1. a cross-encoder from all-MiniLM-L6-v2, listwise CE over groups of 8; at the end of training it reranks the
 #      dense model's top 100 on SciFact test (metrics.jsonl: eval/first_stage/ndcg@10 before, eval/ndcg@10 after);

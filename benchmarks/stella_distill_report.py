@@ -41,7 +41,7 @@ def main(root: Path):
           f"{n.max():.4f}); STS {st.mean():.2f} ± {st.std():.2f}")
     for label, (t, s0, s3) in {"SciFact": (rows[0][1], rows[1][1], n.mean()),
                                "STS-B": (teacher_sts, student_sts, st.mean() / 100)}.items():
-        # one decimal: the line is 50%, and a whole-number rounding put 49.6% on it
+        # one decimal: a whole-number rounding would put 49.6% on a 50% line
         print(f"{label}: gap closed {(s3 - s0) / (t - s0) * 100:.1f}% (teacher {t:.4f}, before {s0:.4f}, "
               f"after {s3:.5f})")
     for dim in sorted({int(k.split("/")[0][3:]) for k in e if k.startswith("dim")}):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The issue-5 real run: all-mpnet-base-v2 -> all-MiniLM-L6-v2 through the three Stella stages, stage 3 with three
-# seeds, then a summary table. Each step's log is under $D (default runs/distill4).
+# The Stella recipe's real run: all-mpnet-base-v2 -> all-MiniLM-L6-v2 through the three stages, stage 3 with three
+# seeds, then a summary table (docs/results.md records what it gave). Each step's log is under $D (default runs/distill4).
 #   bash benchmarks/stella_distill_run.sh                      # the shipped configs as they are
 #   D=runs/x RECIPE="distill.cosine_weight=0" S1="epochs=1" bash benchmarks/stella_distill_run.sh
 # RECIPE: config overrides for every stage; S1, S2, S3: for one stage.
@@ -11,15 +11,8 @@
 # the 768-d head, which the similarity terms allow (distill.cosine_weight 0).
 # The text set is built in two parts, so the first (809 SciFact train queries, 600 corpus documents, 3,000 STS-B
 # train sentences; ~11 min of teacher encoding here) can be reused when the second (documents up to $DOCS, STS-B
-# train sentences up to $STS_N) is added: 12,973 texts, 1,600 of them SciFact documents. About 2 hours on a 2-core
-# CPU: 18-21 min of teacher encoding, 2 of student encoding, then 4-25 a stage (stage 3 three times, one per seed).
-# Two larger sets did not help (issue 5 notes), so the set stays at this size:
-# - DOCS=2800 (1,200 more documents, 28.8 min of teacher encoding in all: the issue's ~30-min cap) lowered SciFact
-#   nDCG@10 after stage 2 by 0.0045 (0.6415 -> 0.6370) and after stage 3 by 0.0063 (seed 0: 0.6486 -> 0.6423,
-#   STS-B 82.80 -> 82.72; runs/cov).
-# - The 1,600 documents' titles as extra query-like texts in stage 3 (1 min of teacher encoding), from the same
-#   stage 2: seeds 0 / 1 gave 0.6476 / 0.6441 nDCG@10 and 82.79 / 82.89 STS-B, against 0.6486 / 0.6441 and
-#   82.80 / 82.76 (runs/titles).
+# train sentences up to $STS_N) is added: 12,973 texts, 1,600 of them SciFact documents. Larger sets (more
+# documents, or the documents' titles as extra texts) did not help, so the set stays at this size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -31,8 +24,8 @@ read -r -a RECIPE <<< "${RECIPE:-}"
 read -r -a S1 <<< "${S1:-}"; read -r -a S2 <<< "${S2:-}"; read -r -a S3 <<< "${S3:-}"
 mkdir -p $D
 MPNET=$($PY benchmarks/assemble_mpnet.py)
-# Each teacher encodes at its own max length (MPNet: 384). Truncated to the student's 256, MPNet scores SciFact
-# 0.6412, below the student's 0.6451, and no longer a teacher there (issue 5 notes).
+# Each teacher encodes at its own max length (MPNet: 384): truncated to the student's 256, MPNet ranks SciFact
+# below the student and is no longer a teacher there.
 teacher() { [ -f "$2" ] || $JR encode --model "$MPNET" --input "$1" --output "$2"; }
 [ -f $D/part1.jsonl ] || $PY benchmarks/build_distill_texts.py --out $D/part1.jsonl
 [ -f $D/part2.jsonl ] || $PY benchmarks/build_distill_texts.py --out $D/part2.jsonl --docs $DOCS --sts $STS_N \

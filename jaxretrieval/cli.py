@@ -108,8 +108,7 @@ COMPILING_COMMANDS = ("encode", "eval", "train", "mine", "score")
 def configure_compilation_cache() -> str | None:
     """On an accelerator every new shape costs seconds of compilation, and each stage, seed and `eval` of a
     recipe is a new process that compiles the same programs again; JAX's persistent cache keeps them on disk, so
-    only the first run pays: on an H100 a whole `jaxretrieval eval` on SciFact took 62 s cold, then 23 s (the
-    compile figures are in benchmarks/encode_compile_time.py). On by default on GPU/TPU in
+    only the first run pays (benchmarks/encode_compile_time.py measures it). On by default on GPU/TPU in
     ~/.cache/jaxretrieval/xla; JAX_COMPILATION_CACHE_DIR chooses another folder, or turns it off when set empty.
     Off on CPU unless that variable asks: there a compile takes about a second. Returns the folder in use."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # jax read it at import; the user's choice stands

@@ -355,12 +355,17 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
-    cfg = TrainConfig()
-    if path is not None:
-        p = Path(path)
+def read_config_file(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """The YAML mappings a config file stands for, base first: a file may name another with `base: other.yaml`
+    (relative to itself), whose values it then overrides key by key, so related configs (the stages of a recipe)
+    state only what differs. Each mapping comes with its file, so an error names the file that holds the key."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    p = Path(path)
+    while True:
         if not p.exists():
-            raise InputError("config file not found", p)
+            raise InputError("config file not found", p, field="base" if chain else None)
+        if any(p.resolve() == q.resolve() for q, _ in chain):
+            raise InputError("config is its own base (a loop of base: keys)", p, field="base")
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
@@ -368,7 +373,20 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
             raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", p, None if line is None else line + 1)
         if not isinstance(raw, dict):
             raise InputError("top level must be a mapping", p)
-        _merge(cfg, raw, str(p))
+        base = raw.pop("base", None)
+        chain.append((p, raw))
+        if base is None:
+            return chain[::-1]
+        if not isinstance(base, str) or not base:
+            raise InputError(f"base must be the path of another config file, got {base!r}", p, field="base")
+        p = p.parent / base
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
+    cfg = TrainConfig()
+    if path is not None:
+        for file, raw in read_config_file(path):
+            _merge(cfg, raw, str(file))
     _merge(cfg, parse_overrides(list(overrides)), "command line")
     cfg.validate(str(path) if path else "command line")
     return cfg

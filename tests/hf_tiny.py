@@ -1,9 +1,12 @@
-"""Tiny random Hugging Face models written to disk, for parity tests that need no download."""
+"""Tiny random Hugging Face models written to disk, and small data around them (training pairs, BEIR directories),
+for tests that need no download."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
     "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "world", ".", ",", "##s", "##ing"]
@@ -190,3 +193,67 @@ def tiny_colbert_dir(path: Path) -> Path:
     (model / "vocab.txt").write_text("\n".join(vocab) + "\n")
     (model / "tokenizer.json").unlink(missing_ok=True)  # rebuilt from vocab.txt
     return model
+
+
+def padded_batch(rng, pad_id, batch=4, length=15, left=False, low=5, high=44):
+    """Random ids int64[batch, length] padded with pad_id right (or left) to random lengths, and their mask."""
+    ids = rng.integers(low, high, size=(batch, length))
+    lengths = rng.integers(2, length + 1, size=batch)
+    lengths[0] = length
+    pos = np.arange(length)[None, :]
+    mask = (pos >= length - lengths[:, None]) if left else (pos < lengths[:, None])
+    mask = mask.astype(np.int64)
+    return np.where(mask == 1, ids, pad_id), mask
+
+
+def hidden_state_diff(path, ids, mask) -> float:
+    """Max abs difference of our encoder's last hidden state from transformers' eager model at the real tokens."""
+    import torch
+    from transformers import AutoModel
+
+    from jaxretrieval.convert.hf_format import load_hf_encoder
+
+    ref_model = AutoModel.from_pretrained(str(path), attn_implementation="eager").eval()
+    with torch.no_grad():
+        ref = ref_model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state.numpy()
+    encoder, _ = load_hf_encoder(path)
+    ours = np.asarray(encoder(ids.astype(np.int32), mask.astype(np.int32)))
+    real = mask.astype(bool)
+    return np.abs(ours[real] - ref[real]).max()
+
+
+def tiny_distill_data(root: Path) -> tuple[Path, Path, Path, Path]:
+    """(student, teacher, texts, teacher vectors): a tiny BERT student, a tiny MPNet teacher, training pairs whose
+    texts are distilled, and the teacher's float16 vectors of them from `jaxretrieval encode`."""
+    from jaxretrieval.cli import main
+
+    student = tiny_embedder_dir(root / "student")
+    teacher = tiny_family(root / "teacher", "mpnet", seed=2)
+    make_sentence_transformers_dir(teacher, {"pooling_mode_mean_tokens": True}, normalize=True)
+    texts = tiny_pairs_jsonl(root / "pairs.jsonl", rows=10)  # {query,pos,neg}: flattened into texts
+    vectors = root / "teacher.npy"
+    assert main(["encode", "--model", str(teacher), "--input", str(texts), "--output", str(vectors),
+                 "--dtype", "float16"]) == 0
+    return student, teacher, texts, vectors
+
+
+def distill_config(out: Path, student: Path, texts: Path, *extra: str):
+    """A tiny distillation config: batch 8, 3 steps, every step logged."""
+    from jaxretrieval.config import load_config
+
+    return load_config(None, [f"output_dir={out}", "task=distill", f"model.path={student}", f"data.train={texts}",
+                              "batch_size=8", "steps=3", "learning_rate=1e-2", "log_every=1", "save_every=3",
+                              "distill.max_length=24", *extra])
+
+
+def tiny_prepared_shards(root: Path) -> tuple[Path, Path, Path]:
+    """(model, pairs jsonl, prepared directory): 37 tiny pairs `jaxretrieval prepare`d into 4 shards at query/doc
+    lengths 16/24."""
+    from jaxretrieval.cli import main
+
+    model = tiny_embedder_dir(root / "model")
+    data = tiny_pairs_jsonl(root / "data.jsonl", rows=37, negatives=3)
+    out = root / "shards"
+    assert main(["prepare", "--model", str(model), "--data", str(data), "--out", str(out), "--shards", "4",
+                 "--max-query-length", "16", "--max-doc-length", "24"]) == 0
+    return model, data, out

@@ -146,5 +146,10 @@ def test_every_module_has_a_unit_test_that_imports_it(module):
     parts = module.split(".")[1:]
     test = REPO / "tests" / Path(*parts[:-1]) / f"test_{parts[-1]}.py"
     assert test.exists(), f"{module} has no unit test at {test.relative_to(REPO)}"
-    imported = re.search(rf"(from|import) {re.escape(module)}\b", test.read_text(encoding="utf-8"))
-    assert imported, f"{test.relative_to(REPO)} does not import {module}"
+    imported = set()
+    for node in ast.walk(ast.parse(test.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    assert module in imported, f"{test.relative_to(REPO)} does not import {module}"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hf_tiny import tiny_embedder_dir
+from hf_tiny import tiny_beir, tiny_embedder_dir
 from jaxretrieval.cli import main
 from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.inference import encode_texts
@@ -14,16 +14,6 @@ from jaxretrieval.inference import encode_texts
 @pytest.fixture(scope="module")
 def tiny_st(tmp_path_factory):
     return tiny_embedder_dir(tmp_path_factory.mktemp("model") / "m")
-
-
-def _beir(root, corpus, queries, qrels, split="test"):
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (root / "qrels").mkdir(exist_ok=True)
-    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, d, s in qrels]
-    (root / "qrels" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
-    return root
 
 
 def test_encode_txt_and_jsonl(tmp_path, tiny_st, capsys):
@@ -47,7 +37,7 @@ def test_eval_prints_one_json_line(tmp_path, tiny_st, capsys):
     corpus = [{"_id": f"d{i}", "title": "t" if i % 2 else "", "text": w}
               for i, w in enumerate(["quick fox", "lazy dog", "hello world", "brown fox", "the dog jumps"])]
     queries = [{"_id": "q1", "text": "fox"}, {"_id": "q2", "text": "dog"}, {"_id": "q3", "text": "unjudged"}]
-    data = _beir(tmp_path / "beir", corpus, queries, [("q1", "d0", 1), ("q1", "d3", 1), ("q2", "d1", 2)])
+    data = tiny_beir(tmp_path / "beir", corpus, queries, [("q1", "d0", 1), ("q1", "d3", 1), ("q2", "d1", 2)])
     assert main(["eval", "--model", str(tiny_st), "--data", str(data)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
@@ -112,7 +102,7 @@ def test_bad_jsonl_lines(tmp_path, capsys, tiny_st, content, expect):
 
 
 def test_beir_without_qrels_for_split(tmp_path, capsys, tiny_st):
-    data = _beir(tmp_path / "beir", [{"_id": "d", "text": "x"}], [{"_id": "q", "text": "y"}], [("q", "d", 1)],
+    data = tiny_beir(tmp_path / "beir", [{"_id": "d", "text": "x"}], [{"_id": "q", "text": "y"}], [("q", "d", 1)],
                  split="train")
     err = _error_of(capsys, ["eval", "--model", str(tiny_st), "--data", str(data), "--split", "test"])
     assert "qrels/test.tsv" in err and "train" in err
@@ -140,30 +130,3 @@ def test_compilation_cache_on_accelerators_only(monkeypatch, tmp_path):
         assert jax.config.jax_compilation_cache_dir == before
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
-
-
-def test_inference_padding_lengths_follow_the_backend(monkeypatch):
-    import jax
-
-    from jaxretrieval.data.tokenize import inference_length_buckets, length_buckets
-
-    assert inference_length_buckets(256) == length_buckets(256, per_octave=4)  # CPU: less padding
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert inference_length_buckets(256) == (16, 32, 64, 128, 256)  # accelerator: fewer compiled shapes
-
-
-def test_model_built_abstractly_must_get_every_value():
-    """load_hf_encoder builds the encoder with nnx.eval_shape and fills it from the checkpoint; a variable left
-    without a value is an error there, not a crash at the first forward."""
-    from flax import nnx
-
-    from jaxretrieval.models.params import assert_concrete, param_shapes, set_flat_params
-
-    layer = nnx.eval_shape(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
-    assert param_shapes(layer) == {"kernel": (2, 3), "bias": (3,)}
-    set_flat_params(layer, {"kernel": np.ones((2, 3))})
-    with pytest.raises(ValueError, match="bias"):
-        assert_concrete(layer)
-    set_flat_params(layer, {"bias": np.zeros(3)})
-    assert_concrete(layer)
-    np.testing.assert_allclose(np.asarray(layer(np.ones((1, 2), np.float32))), [[2.0, 2.0, 2.0]])

@@ -59,3 +59,28 @@ def test_invalid_yaml_names_the_line(tmp_path):
     f.write_text("steps: 1\nloss: [unclosed\n")
     with pytest.raises(InputError, match=r"c\.yaml:\d+: invalid YAML"):
         load_config(f, BASE)
+
+
+def test_every_base_config_is_some_configs_base():
+    bases = sorted((CONFIGS[0].parent / "base").glob("*.yaml"))
+    named = {(p.parent / line.split(":", 1)[1].strip()).resolve() for p in CONFIGS
+             for line in p.read_text().splitlines() if line.startswith("base:")}
+    assert bases and {b.resolve() for b in bases} <= named
+
+
+def test_base_configs_are_overridden_key_by_key(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "b.yaml").write_text("steps: 5\nbatch_size: 16\nloss:\n  temperature: 0.1\n"
+                                                "  symmetric: true\n")
+    (tmp_path / "c.yaml").write_text("base: shared/b.yaml\nsteps: 7\nloss:\n  temperature: 0.2\n")
+    cfg = load_config(tmp_path / "c.yaml", BASE)
+    assert (cfg.steps, cfg.batch_size, cfg.loss.temperature, cfg.loss.symmetric) == (7, 16, 0.2, True)
+    (tmp_path / "shared" / "b.yaml").write_text("stepz: 5\n")
+    with pytest.raises(InputError, match=r"b\.yaml \[stepz\]"):  # the error names the file holding the key
+        load_config(tmp_path / "c.yaml", BASE)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(InputError, match=r"\[base\]: config is its own base"):
+        load_config(tmp_path / "loop.yaml", BASE)
+    (tmp_path / "lost.yaml").write_text("base: none.yaml\n")
+    with pytest.raises(InputError, match=r"none\.yaml \[base\]: config file not found"):
+        load_config(tmp_path / "lost.yaml", BASE)

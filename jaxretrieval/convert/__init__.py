@@ -1,1 +1,2 @@
-"""Moving weights between Hugging Face / sentence-transformers directories and jaxretrieval models."""
+"""File formats of model directories, in and out: Hugging Face, sentence-transformers, PyLate, cross-encoder; and
+export of a bundle to one of them."""

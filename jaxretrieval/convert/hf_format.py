@@ -138,8 +138,7 @@ def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Mod
     except (TypeError, ValueError) as e:
         raise InputError(str(e), d / "config.json") from None
     # Built abstractly (shapes only), since every parameter is then read from the checkpoint: a random init runs
-    # one small op per parameter shape, each compiled on first use: MiniLM's took 3.9 s on an H100 and 2.9 s on
-    # the 2-core CPU, against 0.3 s and 0.2 s for the abstract build.
+    # one small op per parameter shape, each compiled on first use, which costs seconds for nothing.
     encoder = nnx.eval_shape(lambda: family.encoder_cls(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
     mapped, unmatched = map_hf_names(read_hf_weights(d), family)
     expected = param_shapes(encoder)

@@ -1,5 +1,5 @@
-"""PyLate (ColBERT) directories in and out: start from any encoder directory (new projection) or a PyLate directory (its Dense
-projection and ColBERT settings), and export to the PyLate layout that `pylate.models.ColBERT(DIR)` loads:
+"""PyLate (ColBERT) directories in and out: start from any encoder directory (new projection) or a PyLate directory
+(its Dense projection and ColBERT settings), and write the PyLate layout that `pylate.models.ColBERT(DIR)` loads:
 
     modules.json                       Transformer, then one `pylate.models.Dense.Dense` per projection layer
     config.json, model.safetensors,    the encoder (hf_format.write_hf_encoder)

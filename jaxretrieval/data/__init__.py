@@ -1,1 +1,1 @@
-"""Reading, validating, tokenizing and batching text data."""
+"""Reading, validating, tokenizing and batching data: every reader, tokenizer and batch source of the package."""

@@ -27,9 +27,9 @@ def length_buckets(max_length: int, per_octave: int = 4, min_length: int = 16) -
 
 def inference_length_buckets(max_length: int) -> tuple[int, ...]:
     """Padded lengths for encoding and evaluation. On CPU a compile costs about a second and every padded token
-    costs compute, so 4 lengths per doubling. On an accelerator compiling dominates: on an H100, SciFact's corpus
-    and queries met 13 lengths and compiled for 69 s, then encoded in 1.2-1.4 s; with 1 per doubling (as training
-    uses) they meet 5 and compile for 29 s, and encode in 1.4 s (benchmarks/encode_compile_time.py)."""
+    costs compute, so 4 lengths per doubling. On an accelerator compiling dominates and a padded token is nearly
+    free, so 1 per doubling, as training uses: fewer than half the compiled shapes for about the same encoding
+    time (benchmarks/encode_compile_time.py)."""
     import jax
 
     return length_buckets(max_length, per_octave=4 if jax.default_backend() == "cpu" else 1)

@@ -1,1 +1,2 @@
-"""Retrieval evaluation: exact search and IR metrics."""
+"""Evaluation and what is built on search plus inference: retrieval metrics, STS, ColBERT and reranker evaluation,
+hard-negative mining, teacher scores, and the one evaluation dispatch."""

@@ -1,1 +1,2 @@
-"""Encoders (one module per Hugging Face family), heads and the Embedder task."""
+"""Encoders (one module per Hugging Face family), the embedder, ColBERT and cross-encoder models, LoRA adapters, and
+flat parameter names."""

@@ -45,9 +45,9 @@ def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
     """Inverted-dropout multiplier: 0 with probability `rate`, else 1 / (1 - rate); float32[shape].
 
     The uniforms are a keyed hash of each element's (row, column) position, seeded by two words drawn from `key`,
-    not jax.random bits: on CPU threefry costs ~10 ns a word against ~1.3 ns for the hash. With threefry, dropout
-    (attention probabilities, drawn again in the backward) took a MiniLM forward (B=32, L=64/256) from 1.9 to
-    2.2-2.6 s; with the hash it costs nothing measurable. A mask is a pure function of (key, shape), so steps stay
+    not jax.random bits: on CPU threefry costs several times more per word than the hash, enough to make dropout
+    (attention probabilities, drawn again in the backward) a visible share of a step; with the hash it is not
+    (docs/results.md). A mask is a pure function of (key, shape), so steps stay
     reproducible and resume exact; rows are hashed before columns join them, so two keys' masks are not shifted
     copies of each other. Rate resolution is 2^-32.
     """
@@ -100,9 +100,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, bia
 
     On CPU, XLA runs the batched [B·H] small matmuls and the [B, H, L, L] softmax out of cache and on one thread;
     going example by example keeps each example's scores in cache, and a hand-written backward that recomputes
-    the probabilities avoids storing them. Measured on MiniLM shapes (B=32, L=256, 12 heads): forward 80 ms vs
-    400 ms a layer, forward+backward 150 ms vs 280 ms (batched) or 470 ms (autodiff through lax.map).
-    Accelerators take the batched form. JAXRETRIEVAL_ATTENTION=batched|per_example overrides the choice.
+    the probabilities avoids storing them, which makes both the forward and the backward several times faster on
+    MiniLM shapes. Accelerators take the batched form. JAXRETRIEVAL_ATTENTION=batched|per_example overrides the choice.
     """
     num_heads, num_kv = q.shape[2], k.shape[2]
     if num_kv != num_heads:
@@ -131,8 +130,8 @@ def _batched_attention(q, k, v, key_mask, bias=None, causal=False, dropout_rate=
 def _example_probs(q, k, key_mask, bias, causal):
     """One example: q [Lq, H, D], k [Lk, H, D] → float32 probabilities [H, Lq, Lk]. Softmax runs in float32
     whatever the compute dtype: a bf16 softmax over 512 keys loses the small weights. The softmax is written
-    out (max, exp, sum): on CPU, jax.nn.softmax's extra passes made attention ~12% slower (MiniLM shapes, B=32,
-    L=256: 0.37 s against 0.33 s over 6 layers). A row with every key masked gets uniform weights either way."""
+    out (max, exp, sum): on CPU, jax.nn.softmax's extra passes over the scores make attention slower. A row with
+    every key masked gets uniform weights either way."""
     scale = 1.0 / np.sqrt(q.shape[-1])
     scores = jnp.einsum("qhd,khd->hqk", q, k).astype(jnp.float32) * scale
     if bias is not None:

@@ -1,1 +1,1 @@
-"""The training system: mesh and shardings, optimizer, checkpoints, metrics, and the one train loop."""
+"""The training system: mesh and shardings, optimizer, checkpoints, run logs, the tasks, and the one train loop."""

@@ -1,13 +1,12 @@
 """Prepared TFRecord shards: each process reads only its shards, ids stay dataset-wide, shapes are fixed and equal
-on every process, bad manifests are caught, and training from shards resumes exactly."""
+on every process, and bad manifests are caught."""
 
 import json
 
 import numpy as np
 import pytest
 
-from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
-from jaxretrieval.cli import main
+from hf_tiny import tiny_prepared_shards
 from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.data.prepared import load_process_shards, prepare_shards, prepared_batch_source, read_manifest
 from jaxretrieval.data.train_pairs import read_pairs_jsonl
@@ -16,13 +15,7 @@ from jaxretrieval.errors import InputError
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepared")
-    model = tiny_embedder_dir(root / "model")
-    data = tiny_pairs_jsonl(root / "data.jsonl", rows=37, negatives=3)
-    out = root / "shards"
-    assert main(["prepare", "--model", str(model), "--data", str(data), "--out", str(out), "--shards", "4",
-                 "--max-query-length", "16", "--max-doc-length", "24"]) == 0
-    return model, data, out
+    return tiny_prepared_shards(tmp_path_factory.mktemp("prepared"))
 
 
 def test_manifest_and_round_robin_split(prepared):
@@ -76,24 +69,3 @@ def test_bad_prepared_inputs(prepared, tmp_path):
         (broken / s["file"]).write_bytes((out / s["file"]).read_bytes())
     with pytest.raises(InputError, match="shard has 10 records, the manifest says 11"):
         load_process_shards(broken, 0, 1)
-
-
-def test_training_from_shards_resumes_exactly(prepared, tmp_path):
-    from jaxretrieval.config import load_config
-    from jaxretrieval.training import run_training as train
-
-    model, _, out = prepared
-
-    def cfg(run):
-        return load_config(None, [f"output_dir={run}", f"model.path={model}", f"data.train={out}", "batch_size=8",
-                                  "data.num_negatives=1", "model.max_query_length=16", "model.max_doc_length=24",
-                                  "steps=4", "save_every=2", "log_every=1", "learning_rate=1e-3"])
-
-    train(cfg(tmp_path / "straight"))
-    train(cfg(tmp_path / "resumed"), stop_at_step=2)
-    train(cfg(tmp_path / "resumed"))
-    read = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    straight, resumed = read(tmp_path / "straight"), read(tmp_path / "resumed")
-    assert [m["step"] for m in straight] == [1, 2, 3, 4]
-    assert [m for m in straight if m["step"] > 2] == [m for m in resumed if m["step"] > 2]
-    assert np.isfinite([m["loss"] for m in straight]).all()

@@ -7,9 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from hf_tiny import make_sentence_transformers_dir, tiny_bert, tiny_embedder_dir, tiny_family, tiny_pairs_jsonl
+from hf_tiny import distill_config, tiny_distill_data
 from jaxretrieval.cli import main
-from jaxretrieval.config import load_config
 from jaxretrieval.convert.export import export
 from jaxretrieval.door import open_model
 from jaxretrieval.convert.st_format import load_embedder
@@ -23,20 +22,10 @@ from jaxretrieval.training import run_training as train
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("distill")
-    student = tiny_embedder_dir(root / "student")
-    teacher = tiny_family(root / "teacher", "mpnet", seed=2)
-    make_sentence_transformers_dir(teacher, {"pooling_mode_mean_tokens": True}, normalize=True)
-    texts = tiny_pairs_jsonl(root / "pairs.jsonl", rows=10)  # {query,pos,neg}: flattened into texts
-    vectors = root / "teacher.npy"
-    assert main(["encode", "--model", str(teacher), "--input", str(texts), "--output", str(vectors),
-                 "--dtype", "float16"]) == 0
-    return root, student, teacher, texts, vectors
+    return (root, *tiny_distill_data(root))
 
 
-def _cfg(out, student, texts, *extra):
-    return load_config(None, [f"output_dir={out}", "task=distill", f"model.path={student}", f"data.train={texts}",
-                              "batch_size=8", "steps=3", "learning_rate=1e-2", "log_every=1", "save_every=3",
-                              "distill.max_length=24", *extra])
+_cfg = distill_config
 
 
 def _metrics(out):
@@ -244,81 +233,6 @@ def test_orthogonal_head_keeps_the_students_cosines(setup):
     assert np.abs(cosines(with_heads(loaded.model, head_dim=2 * hidden)) - cosines(loaded.model)).max() > 1e-2
 
 
-def test_init_fresh_restarts_the_named_parameters_and_loads_the_rest(setup, tmp_path, caplog):
-    """init_fresh=head: the encoder comes from init_from, the head keeps this run's own start, an isometry with
-    head_init=orthogonal, even at another width than the saved head's. A pattern that selects nothing is an
-    error naming init_fresh."""
-    from jaxretrieval.train.model_setup import build_embedder
-
-    _, student, _, texts, vectors = setup
-    run = tmp_path / "stage"
-    train(_cfg(run, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=48", "steps=1",
-               "save_every=1", "distill.cosine_weight=0"))
-    saved = flat_params(open_model(run).model)
-
-    def start(width, *extra):
-        return flat_params(build_embedder(_cfg(tmp_path / "next", student, texts, f"distill.teacher_vectors={vectors}",
-                                               f"model.head_dim={width}", "model.head_init=orthogonal",
-                                               *extra)).model)
-
-    for width in (48, 32):
-        unloaded = start(width)
-        caplog.clear()
-        loaded = start(width, f"init_from={run}", "init_fresh=head")
-        # the log tells parameters the checkpoint lacks from those it has and init_fresh restarts
-        assert "0 parameters the checkpoint lacks" in caplog.text and "2 it has restart" in caplog.text
-        assert sorted(k for k in loaded if not k.startswith("encoder.")) == ["dense.0.bias", "dense.0.kernel"]
-        for k, v in loaded.items():
-            np.testing.assert_array_equal(v, unloaded[k] if k.startswith("dense.") else saved[k], err_msg=k)
-        kernel = loaded["dense.0.kernel"]  # float[24, width]
-        np.testing.assert_allclose(kernel @ kernel.T, np.eye(24), atol=1e-5)
-    moved = [k for k in saved if k.startswith("encoder.") and not np.array_equal(saved[k], unloaded[k])]
-    assert moved  # the encoder really came from the checkpoint, not from the model directory
-    with pytest.raises(InputError, match="init_fresh"):
-        start(48, f"init_from={run}", "init_fresh=decoder.*")
-
-
-def test_principal_matryoshka_heads_start_from_the_students_top_directions(setup, tmp_path):
-    """head_init=principal: a fresh narrow Matryoshka head is the rank-d SVD of the student's pooled vectors, so its
-    cosines match the student's better than a random orthogonal projection's; a head already in init_from's
-    checkpoint is left as saved."""
-    from jaxretrieval.bundles import LoadedEmbedder
-    from jaxretrieval.train.model_setup import build_model
-
-    _, student, _, texts, vectors = setup
-    base = load_embedder(student)
-    sample = read_texts(texts)
-    hidden = base.model.dim
-    small = hidden // 4
-
-    def cos(v):
-        v = v / np.linalg.norm(v, axis=1, keepdims=True)
-        return v @ v.T
-
-    target = cos(encode_texts(base, sample))
-    errors = {}
-    for init in ("orthogonal", "principal"):
-        cfg = _cfg(tmp_path / init, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
-                   f"model.matryoshka_dims=[{small}]", f"model.head_init={init}")
-        model = build_model(cfg).model
-        out = encode_texts(LoadedEmbedder(model, base.tokenizer, base.path), sample, all_dims=True)
-        errors[init] = np.abs(cos(out[small]) - target).mean()
-        if init == "principal":
-            kernel = np.asarray(model.matryoshka[0].kernel[...])
-            np.testing.assert_allclose(kernel.T @ kernel, np.eye(small), atol=1e-5)
-    assert errors["principal"] < 0.7 * errors["orthogonal"], errors
-
-    # a stage whose init_from already holds the head keeps it
-    run = tmp_path / "stage"
-    train(_cfg(run, student, texts, f"distill.teacher_vectors={vectors}", "model.head_dim=24",
-               f"model.matryoshka_dims=[{small}]", "model.head_init=principal", "steps=1", "save_every=1"))
-    saved = np.asarray(open_model(run).model.matryoshka[0].kernel[...])
-    again = build_model(_cfg(tmp_path / "next", student, texts, f"distill.teacher_vectors={vectors}",
-                             "model.head_dim=24", f"model.matryoshka_dims=[{small}]", "model.head_init=principal",
-                             f"init_from={run}")).model
-    np.testing.assert_array_equal(np.asarray(again.matryoshka[0].kernel[...]), saved)
-
-
 def test_several_teacher_files_train_like_one_combined_file(setup, tmp_path):
     """distill.teacher_vectors=[a, b] combines per-teacher files the way `encode --model A --model B` does, weights
     included; with the cosine and L2 terms off, the student's width need not match the combined teacher's
@@ -345,23 +259,3 @@ def test_several_teacher_files_train_like_one_combined_file(setup, tmp_path):
     np.testing.assert_allclose(losses["files"], losses["combined"], atol=1e-5)
     np.testing.assert_allclose(losses["files_weighted"], losses["combined_weighted"], atol=1e-5)
     assert np.abs(np.subtract(losses["files_weighted"], losses["files"])).max() > 1e-4  # the weights matter
-
-
-def test_a_student_without_normalize_is_distilled_on_unit_vectors(setup, tmp_path):
-    """The losses compare cosines (and the 0.015 margin is a cosine margin): a student whose outputs are not unit
-    vectors (no Normalize module, no head) must be normalized in the loss, so scaling its outputs changes nothing."""
-    from jaxretrieval.train.distill_task import DistillTask
-
-    _, _, _, texts, vectors = setup
-    student = tiny_bert(tmp_path / "bare", seed=3)  # a plain Hugging Face model: mean pooling only
-    loaded = load_embedder(student)
-    cfg = _cfg(tmp_path, student, texts, f"distill.teacher_vectors={vectors}", "distill.cosine_weight=0")
-    task = DistillTask.build(cfg, loaded)
-    batch = task.source.batch(0)
-    out = np.asarray(loaded.model(batch["ids"], batch["mask"]))  # float32[8, D]
-    assert not task.normalized and not np.allclose(np.linalg.norm(out, axis=1), 1.0)
-    losses = [float(task.loss_from_reps({"text": {task.main_dim: scale * out}}, batch)[0]) for scale in (1.0, 3.0)]
-    unit = out / np.linalg.norm(out, axis=1, keepdims=True)
-    task.normalized = True  # as a Normalize module would hand them over
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-    assert losses[0] == pytest.approx(float(task.loss_from_reps({"text": {task.main_dim: unit}}, batch)[0]), rel=1e-5)

@@ -1,4 +1,4 @@
-"""IR metrics against hand-computed values and an independent NumPy formulation; chunked search vs brute force."""
+"""IR metrics against hand-computed values and an independent NumPy formulation."""
 
 import math
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from jaxretrieval.eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k, retrieval_metrics
-from jaxretrieval.eval.search import exact_search
 
 
 def test_metrics_hand_computed():
@@ -55,15 +54,3 @@ def test_metrics_match_numpy_reference():
     assert ours["ndcg@10"] == pytest.approx(ndcg10)
     assert ours["recall@100"] == pytest.approx(recall100)
     assert ours["mrr@10"] == pytest.approx(mrr10)
-
-
-@pytest.mark.parametrize("query_chunk,corpus_chunk,k", [(7, 13, 5), (64, 1000, 20), (3, 50, 200)])
-def test_chunked_search_matches_brute_force(query_chunk, corpus_chunk, k):
-    rng = np.random.default_rng(1)
-    queries = rng.normal(size=(23, 16)).astype(np.float32)
-    corpus = rng.normal(size=(151, 16)).astype(np.float32)
-    scores, index = exact_search(queries, corpus, k, query_chunk=query_chunk, corpus_chunk=corpus_chunk)
-    full = queries @ corpus.T
-    expect = np.argsort(-full, axis=1, kind="stable")[:, : min(k, 151)]
-    np.testing.assert_array_equal(index, expect)
-    np.testing.assert_allclose(scores, np.take_along_axis(full, expect, 1), rtol=1e-5, atol=1e-5)

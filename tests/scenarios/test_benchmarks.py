@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_train_throughput_runs_on_a_tiny_model(tmp_path):

@@ -1,4 +1,5 @@
-"""BERT encoder parity against transformers' BertModel (fp32, last hidden state ≤ 1e-4)."""
+"""BERT encoder parity against transformers' BertModel (fp32, last hidden state ≤ 1e-4), and the config options it
+does not support refused by name."""
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 
 from hf_tiny import tiny_bert
 from jaxretrieval.convert.hf_format import load_hf_encoder
+from jaxretrieval.models.bert import BertConfig
 
 SHAPES = [  # (layers, hidden, heads, intermediate, activation)
     dict(num_hidden_layers=1, hidden_size=12, num_attention_heads=3, intermediate_size=20, hidden_act="gelu"),
@@ -65,3 +67,11 @@ def test_real_minilm_hidden_state_matches_transformers(minilm_dir):
                               enc["token_type_ids"].astype(np.int32)))
     ref = _torch_hidden(minilm_dir, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
     assert np.abs(ours - ref).max() <= 1e-4
+
+
+def test_relative_position_embeddings_are_refused():
+    base = {"vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16}
+    assert BertConfig.from_hf({**base, "position_embedding_type": "absolute", "unknown_key": 1}).vocab_size == 40
+    with pytest.raises(ValueError, match="relative_key"):
+        BertConfig.from_hf({**base, "position_embedding_type": "relative_key"})

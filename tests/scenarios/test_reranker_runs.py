@@ -12,7 +12,6 @@ from jaxretrieval.cli import main
 from jaxretrieval.config import load_config
 from jaxretrieval.convert.export import export
 from jaxretrieval.door import open_model
-from jaxretrieval.data.rerank_data import read_rerank_data
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.rerank import score_pairs
 from jaxretrieval.training import run_training as train

@@ -1,0 +1,60 @@
+"""The dense task: queries and documents as two streams; InfoNCE over the global batch, or per-query KL to the
+file's teacher scores, computed from the streams' representations."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
+from jaxretrieval.config import load_config
+from jaxretrieval.losses.contrastive import infonce_loss
+from jaxretrieval.losses.listwise import listwise_kl_loss
+from jaxretrieval.train.dense_task import DenseTask
+from jaxretrieval.train.model_setup import build_model
+
+B, N, D = 4, 2, 6
+
+
+def _batch():
+    rng = np.random.default_rng(0)
+    return {"query_ids": jnp.ones((B, 5), jnp.int32), "query_mask": jnp.ones((B, 5), jnp.int32),
+            "pos_ids": jnp.ones((B, 7), jnp.int32), "pos_mask": jnp.ones((B, 7), jnp.int32),
+            "neg_ids": jnp.ones((B, N, 7), jnp.int32), "neg_mask": jnp.ones((B, N, 7), jnp.int32),
+            "query_text": jnp.arange(B, dtype=jnp.int32), "pos_doc": jnp.arange(B, dtype=jnp.int32),
+            "neg_doc": jnp.arange(B, B + B * N, dtype=jnp.int32).reshape(B, N),
+            "pos_score": jnp.asarray(rng.normal(size=B), jnp.float32),
+            "neg_scores": jnp.asarray(rng.normal(size=(B, N)), jnp.float32)}
+
+
+def _task(tmp_path, *extra):
+    cfg = load_config(None, [f"output_dir={tmp_path}", f"model.path={tiny_embedder_dir(tmp_path / 'm')}",
+                             f"data.train={tiny_pairs_jsonl(tmp_path / 'd.jsonl')}", "batch_size=4", *extra])
+    return DenseTask.build(cfg, build_model(cfg)), cfg
+
+
+@pytest.mark.parametrize("loss", ["infonce", "kl"])
+def test_loss_from_reps(tmp_path, loss):
+    extra = ["loss.name=kl", "data.num_negatives=2"] if loss == "kl" else ["data.num_negatives=2"]
+    if loss == "kl":
+        scored = tiny_pairs_jsonl(tmp_path / "s.jsonl")
+        import json
+        rows = [json.loads(x) for x in scored.read_text().splitlines()]
+        scored.write_text("".join(json.dumps({**r, "pos_scores": [1.0], "neg_scores": [0.0] * len(r["neg"])}) + "\n"
+                                  for r in rows))
+        extra.append(f"data.train={scored}")
+    task, cfg = _task(tmp_path, *extra)
+    batch = _batch()
+    streams = task.streams(batch)
+    assert streams["query"]["ids"].shape == (B, 5) and streams["doc"]["ids"].shape == (B * (1 + N), 7)
+    rng = np.random.default_rng(1)
+    q = jnp.asarray(rng.normal(size=(B, D)), jnp.float32)
+    d = jnp.asarray(rng.normal(size=(B * (1 + N), D)), jnp.float32)
+    got, _ = task.loss_from_reps({"query": q, "doc": d}, batch)
+    if loss == "infonce":
+        ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
+        expect = infonce_loss(q, d, ids, cfg.loss.temperature, cfg.loss.symmetric, batch["query_text"])
+    else:
+        group = jnp.concatenate([d[:B, None], d[B:].reshape(B, N, D)], axis=1)
+        student = jnp.einsum("bd,bgd->bg", q, group) / cfg.loss.temperature
+        expect = listwise_kl_loss(student, jnp.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], 1))
+    assert float(got) == pytest.approx(float(expect), rel=1e-6)
