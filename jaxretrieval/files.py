@@ -7,6 +7,7 @@ the new one, never half of one."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -70,8 +71,6 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     if not text.startswith("package:"):
         return Path(path)
     name, _, sub = text.removeprefix("package:").partition("/")
-    import importlib.util
-
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         dist = name.replace("_", "-")

@@ -39,7 +39,7 @@ def load_reranker(path: str | os.PathLike, max_length: int = 512, query_format: 
                          rngs=nnx.Rngs(seed))
     tensors = read_hf_weights(root)
     head = {}
-    for ours, hf, transform in HEAD_NAME_TABLE[model.kind]:
+    for ours, hf, transform in HEAD_NAME_TABLE[model.head_kind]:
         value = tensors.get(hf)
         if value is None and hf.startswith("bert.pooler."):  # a bare BertModel checkpoint keeps its pooler unprefixed
             value = tensors.get(hf.removeprefix("bert."))
@@ -61,7 +61,7 @@ def write_cross_encoder(loaded: LoadedReranker, out: Path, dtype: str) -> None:
     encoder = {k.removeprefix("encoder."): v for k, v in params.items() if k.startswith("encoder.")}
     prefix = ENCODER_PREFIX[family.name]
     tensors = {prefix + k: v for k, v in hf_tensors(encoder, family).items()}
-    for ours, hf, transform in HEAD_NAME_TABLE[loaded.model.kind]:
+    for ours, hf, transform in HEAD_NAME_TABLE[loaded.model.head_kind]:
         value = params[ours]
         tensors[hf] = np.ascontiguousarray(value.T if transform == "T" else value)
     save_safetensors(out / "model.safetensors", tensors, dtype)

@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
+from safetensors.numpy import save_file
 
 from jaxretrieval.errors import InputError
 from jaxretrieval.models.embedder import POOLING_MODES
@@ -48,19 +50,12 @@ def write_json(path: Path, obj: Any) -> None:
 
 def cast_tensors(tensors: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     """Floating-point tensors to `dtype` (one of DTYPES); integer tensors unchanged."""
-    if dtype == "float32":
-        target = np.float32
-    else:
-        import ml_dtypes
-
-        target = ml_dtypes.bfloat16
+    target = np.float32 if dtype == "float32" else ml_dtypes.bfloat16
     return {k: np.asarray(v, target) if v.dtype.kind == "f" else v for k, v in tensors.items()}
 
 
 def save_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str) -> None:
     """Written with the metadata transformers expects of a PyTorch checkpoint."""
-    from safetensors.numpy import save_file
-
     save_file(cast_tensors(tensors, dtype), str(path), metadata={"format": "pt"})
 
 

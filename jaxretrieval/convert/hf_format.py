@@ -17,6 +17,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from safetensors.numpy import load_file
 
 from jaxretrieval.convert.formats import read_json, save_safetensors, write_json
 from jaxretrieval.errors import InputError
@@ -53,8 +54,6 @@ def family_of(hf_config: dict[str, Any], config_path: Path) -> Family:
 
 def read_hf_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All tensors of a checkpoint as float32/int NumPy arrays; safetensors (single or sharded) preferred."""
-    from safetensors.numpy import load_file
-
     d = Path(path)
     single, index = d / "model.safetensors", d / "model.safetensors.index.json"
     if single.exists():

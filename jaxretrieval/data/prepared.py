@@ -19,6 +19,7 @@ A process loads its shards into memory as token tables (int32), about 1/process_
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -144,9 +145,20 @@ def _split(tokens: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
-def load_process_shards(path: str | os.PathLike, process_index: int, process_count: int):
-    """This process's examples as (TrainPairs with local ids, query table, doc table, query global ids,
-    doc global ids, manifest). Reads only this process's shard files."""
+@dataclasses.dataclass
+class ProcessShards:
+    """One process's share of a prepared dataset, with local text rows and their dataset-wide ids."""
+
+    pairs: TrainPairs  # this process's examples, over local query and document rows
+    queries: TokenTable
+    docs: TokenTable
+    query_global_ids: np.ndarray  # int64[local query rows]: dataset-wide query ids
+    doc_global_ids: np.ndarray  # int64[local doc rows]
+    manifest: dict
+
+
+def load_process_shards(path: str | os.PathLike, process_index: int, process_count: int) -> ProcessShards:
+    """This process's examples; reads only this process's shard files."""
     import tensorflow as tf
 
     root = Path(path)
@@ -174,8 +186,8 @@ def load_process_shards(path: str | os.PathLike, process_index: int, process_cou
             raise InputError(f"shard has {records} records, the manifest says {shards[s]['examples']}", file)
     pairs = TrainPairs([], [], np.array(q_rows, np.int64), pos, neg, f"{root} (process {process_index} of "
                        f"{process_count})")
-    return (pairs, queries.table(manifest["max_query_length"]), docs.table(manifest["max_doc_length"]),
-            np.array(queries.global_ids, np.int64), np.array(docs.global_ids, np.int64), manifest)
+    return ProcessShards(pairs, queries.table(manifest["max_query_length"]), docs.table(manifest["max_doc_length"]),
+                         np.array(queries.global_ids, np.int64), np.array(docs.global_ids, np.int64), manifest)
 
 
 def prepared_batch_source(path: str | os.PathLike, tokenizer: TextTokenizer, global_batch: int,
@@ -204,8 +216,8 @@ def prepared_batch_source(path: str | os.PathLike, tokenizer: TextTokenizer, glo
     if steps < 1:
         raise InputError(f"a process holds only {min(per_process)} examples, fewer than its batch of "
                          f"{local_batch}", manifest_path, field="batch_size")
-    pairs, q_table, d_table, q_ids, d_ids, _ = load_process_shards(path, process_index, process_count)
-    return DenseBatchSource(pairs, q_table, d_table, local_batch, num_negatives, seed, manifest["pad_id"],
+    mine = load_process_shards(path, process_index, process_count)
+    return DenseBatchSource(mine.pairs, mine.queries, mine.docs, local_batch, num_negatives, seed, manifest["pad_id"],
                             fixed_lengths=(manifest["max_query_length"], manifest["max_doc_length"]),
-                            query_global_ids=q_ids, doc_global_ids=d_ids, plan_stream=process_index + 1,
-                            epoch_steps=steps)
+                            query_global_ids=mine.query_global_ids, doc_global_ids=mine.doc_global_ids,
+                            plan_stream=process_index + 1, epoch_steps=steps)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxretrieval.data.jsonl import iter_jsonl, require_str
-from jaxretrieval.data.train_pairs import TrainPairs, TextInterner, read_pairs_jsonl, read_train_pairs
+from jaxretrieval.data.train_pairs import TextInterner, TrainPairs, read_pairs_jsonl, read_train_pairs
 from jaxretrieval.errors import InputError
 
 

@@ -11,7 +11,9 @@ import math
 import os
 from typing import Iterator, Sequence
 
+import jax
 import numpy as np
+from transformers import AutoTokenizer
 
 
 def length_buckets(max_length: int, per_octave: int = 4, min_length: int = 16) -> tuple[int, ...]:
@@ -30,8 +32,6 @@ def inference_length_buckets(max_length: int) -> tuple[int, ...]:
     costs compute, so 4 lengths per doubling. On an accelerator compiling dominates and a padded token is nearly
     free, so 1 per doubling, as training uses: fewer than half the compiled shapes for about the same encoding
     time (benchmarks/encode_compile_time.py)."""
-    import jax
-
     return length_buckets(max_length, per_octave=4 if jax.default_backend() == "cpu" else 1)
 
 
@@ -70,8 +70,6 @@ class TextTokenizer:
 
     def __init__(self, model_dir: str | os.PathLike, max_length: int, query_prompt: str = "", doc_prompt: str = "",
                  include_prompt: bool = True, do_lower_case: bool = False):
-        from transformers import AutoTokenizer
-
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
         self.max_length = int(max_length)
         self.prompts = {"query": query_prompt or "", "doc": doc_prompt or ""}

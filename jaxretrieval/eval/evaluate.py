@@ -17,8 +17,8 @@ from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.beir import BeirSplit, load_beir
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.colbert_search import evaluate_colbert
-from jaxretrieval.eval.rerank import dense_first_stage, evaluate_reranker
 from jaxretrieval.eval.metrics import METRICS
+from jaxretrieval.eval.rerank import dense_first_stage, evaluate_reranker
 from jaxretrieval.eval.retrieval import evaluate_dense
 from jaxretrieval.eval.sts import evaluate_sts
 

@@ -46,12 +46,12 @@ class CrossEncoder(nnx.Module):
         h = encoder.hidden_size
         self.encoder = encoder
         self.family = family
-        self.kind = HEAD_KINDS[family]
+        self.head_kind = HEAD_KINDS[family]
         self.dropout_rate = dropout_rate
-        if self.kind == "pooler":
+        if self.head_kind == "pooler":
             self.pooler = layers.linear(h, h, rngs, jnp.float32)
             self.classifier = layers.linear(h, 1, rngs, jnp.float32)
-        elif self.kind == "classifier":
+        elif self.head_kind == "classifier":
             self.dense = layers.linear(h, h, rngs, jnp.float32)
             self.out_proj = layers.linear(h, 1, rngs, jnp.float32)
         else:
@@ -61,11 +61,11 @@ class CrossEncoder(nnx.Module):
                  dropout_key: jax.Array | None = None) -> jax.Array:
         keys = layers.split_key(dropout_key, 3)
         hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=keys[0]).astype(jnp.float32)
-        if self.kind == "last_token":
+        if self.head_kind == "last_token":
             idx = last_token_index(attention_mask)
             return self.score(jnp.take_along_axis(hidden, idx[:, None, None], axis=1)[:, 0])[:, 0]
         first = hidden[:, 0]
-        if self.kind == "pooler":
+        if self.head_kind == "pooler":
             pooled = jnp.tanh(self.pooler(first))
             return self.classifier(layers.dropout(pooled, self.dropout_rate, keys[1]))[:, 0]
         x = jnp.tanh(self.dense(layers.dropout(first, self.dropout_rate, keys[1])))

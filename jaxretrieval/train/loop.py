@@ -24,6 +24,7 @@ from jaxretrieval.bundles import Bundle
 from jaxretrieval.config import TrainConfig, config_to_dict
 from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import atomic_file
 from jaxretrieval.models.params import param_name, select_params
 from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
@@ -181,7 +182,8 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None, evaluator: Evaluato
         start = int(state["step"])
         print(f"resuming from step {start} ({checkpoints.directory})", file=sys.stderr)
     if jax.process_index() == 0:
-        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        with atomic_file(out / "config.yaml", "w") as f:
+            f.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
     train_step, teacher_params = train_step_for(run, ts)
     run_log = RunLog(out, start, run.total_steps)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+from tqdm import tqdm
 
 
 class RunLog:
@@ -21,8 +22,6 @@ class RunLog:
         self._bar = self._tb = None
         if not self.enabled:
             return
-        from tqdm import tqdm
-
         self._jsonl = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,
                          dynamic_ncols=True, smoothing=0.3)

@@ -25,7 +25,9 @@ def test_manifest_and_round_robin_split(prepared):
     assert sorted(p.name for p in out.glob("*.tfrecord")) == [s["file"] for s in manifest["shards"]]
     pairs = read_pairs_jsonl(data)
     # process 1 of 2 owns shards 1 and 3: examples i with i % 4 in {1, 3}
-    local, q_table, d_table, q_ids, d_ids, _ = load_process_shards(out, 1, 2)
+    shards = load_process_shards(out, 1, 2)
+    local, d_table, q_ids, d_ids = shards.pairs, shards.docs, shards.query_global_ids, shards.doc_global_ids
+    assert shards.manifest["examples"] == len(pairs) and len(shards.queries.offsets) == len(q_ids) + 1
     mine = [i for i in range(len(pairs)) if i % 4 in (1, 3)]
     order = sorted(mine, key=lambda i: (i % 4, i))  # shard 1 first, then shard 3
     assert q_ids[local.query].tolist() == [int(pairs.query[i]) for i in order]
