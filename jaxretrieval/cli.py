@@ -24,7 +24,7 @@ from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa:
 from jaxretrieval.data.prepared import prepare_shards  # noqa: E402
 from jaxretrieval.data.train_pairs import read_train_pairs  # noqa: E402
 from jaxretrieval.door import open_model  # noqa: E402
-from jaxretrieval.errors import InputError  # noqa: E402
+from jaxretrieval.errors import InputError, TrainingDiverged  # noqa: E402
 from jaxretrieval.eval.evaluate import check_evaluable, evaluate  # noqa: E402
 from jaxretrieval.eval.mining import mine_negatives  # noqa: E402
 from jaxretrieval.eval.rerank import dense_first_stage  # noqa: E402
@@ -143,7 +143,8 @@ def cmd_prepare(args) -> int:
 
 def cmd_export(args) -> int:
     check_export_args(args.format, args.dtype, args.out, args.overwrite)  # before the model is loaded
-    out = export(open_model(args.checkpoint), args.out, args.format, args.dtype, overwrite=args.overwrite)
+    out = export(open_model(args.checkpoint), args.out, args.format, args.dtype, overwrite=args.overwrite,
+                 allow_nonfinite=args.allow_nonfinite)
     print(f"wrote {args.format} model to {out}", file=sys.stderr)
     return 0
 
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sentence-transformers | hf (dense); pylate | hf (ColBERT); cross-encoder (reranker)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="export even if some weights are NaN or Inf (by default that is an error)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="train (or resume) from a config file with key=value overrides")
@@ -257,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"jaxretrieval {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"jaxretrieval {args.command}: diverged: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:  # before training starts (a run in progress stops at a step boundary instead)
+        print(f"jaxretrieval {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

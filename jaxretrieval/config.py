@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -180,6 +181,12 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate only at the end (when eval.data is set)
     log_every: int = 10  # each logged step waits for the device; keep it sparse on accelerators
     keep_checkpoints: int = 2
+    # A step whose loss, gradient or updated parameters are not finite is skipped (parameters and optimizer state
+    # unchanged) and counted; this many in a row stop the run, its checkpoints all finite.
+    max_bad_steps: int = 10
+    # Resuming with settings that change what the run computes (learning rate, batch size, seed, data, model, ...)
+    # is an error unless this says the change is meant; the changes are then logged.
+    resume_with_changes: bool = False
     grad_cache_chunk: int = 0  # > 0: GradCache with this many rows per chunk (memory flat in the batch size)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -202,6 +209,9 @@ class TrainConfig:
             (self.steps > 0 or self.epochs > 0, "epochs", "must be > 0 when steps is 0"),
             (self.learning_rate > 0, "learning_rate", "must be positive"),
             (self.save_every >= 0, "save_every", "must be >= 0"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1 (a run keeps at least its newest one)"),
+            (self.log_every >= 1, "log_every", "must be >= 1"),
+            (self.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
             (self.eval_every >= 0, "eval_every", "must be >= 0"),
             (self.data.num_negatives >= 0, "data.num_negatives", "must be >= 0"),
             (self.loss.name in ("infonce", "kl"), "loss.name", "must be infonce or kl"),
@@ -314,6 +324,8 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
             return int(value)
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise InputError(f"must be a finite number, got {value!r}", source, field=key)
             return float(value)
     elif annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -394,3 +406,25 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+# Settings a resumed run may change freely: where and how often it writes, how it is evaluated, the device mesh
+# (a checkpoint restores onto any), how long it runs (extending a run is what resuming is for), and what only a
+# fresh start reads.
+RESUMABLE_KEYS = ("output_dir", "save_every", "eval_every", "log_every", "keep_checkpoints", "max_bad_steps",
+                  "resume_with_changes", "init_from", "init_fresh", "steps", "epochs", "mesh.", "eval.")
+
+
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, saved value, current value) for each setting that differs and alters what the run computes."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(saved), flat(current)
+    keys = sorted(set(a) | set(b))
+    return [(k, a.get(k), b.get(k)) for k in keys
+            if a.get(k) != b.get(k) and not any(k == r or (r.endswith(".") and k.startswith(r))
+                                                 for r in RESUMABLE_KEYS)]

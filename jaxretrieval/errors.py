@@ -25,6 +25,10 @@ class InputError(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class TrainingDiverged(RuntimeError):
+    """A run stopped because its steps kept producing non-finite values; what was saved before is intact."""
+
+
 def require_one_batch(count: int, batch_size: int, what: str, source) -> None:
     """Every task's first input check: at least one global batch of examples (drop-remainder epochs)."""
     if count < batch_size:

@@ -1,5 +1,6 @@
 """Config schema: every shipped config parses; overrides, type checks and unknown keys fail clearly."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,12 @@ def test_base_configs_are_overridden_key_by_key(tmp_path):
     (tmp_path / "lost.yaml").write_text("base: none.yaml\n")
     with pytest.raises(InputError, match=r"none\.yaml \[base\]: config file not found"):
         load_config(tmp_path / "lost.yaml", BASE)
+
+
+@pytest.mark.parametrize("override, key", [("loss.temperature=inf", "loss.temperature"),
+                                           ("learning_rate=nan", "learning_rate"), ("keep_checkpoints=0",
+                                                                                     "keep_checkpoints"),
+                                           ("log_every=0", "log_every"), ("max_bad_steps=0", "max_bad_steps")])
+def test_holes_in_the_checks_are_config_errors(override, key):
+    with pytest.raises(InputError, match=rf"\[{re.escape(key)}\]"):
+        load_config(None, BASE + [override])

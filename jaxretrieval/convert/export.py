@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from jaxretrieval.bundles import COLBERT, EMBEDDER, RERANKER, Bundle
 from jaxretrieval.convert.cross_encoder_format import write_cross_encoder
 from jaxretrieval.convert.formats import DTYPES
@@ -19,6 +21,7 @@ from jaxretrieval.convert.st_format import transformer_dir_of, write_sentence_tr
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import atomic_directory, require_free_output
 from jaxretrieval.models.lora import merge_lora
+from jaxretrieval.models.params import flat_params
 
 # format -> the kinds of model it can hold
 FORMATS = {"sentence-transformers": (EMBEDDER,), "hf": (EMBEDDER, COLBERT), "pylate": (COLBERT,),
@@ -38,14 +41,20 @@ def check_export_args(fmt: str, dtype: str, out_dir: str | os.PathLike, overwrit
 
 
 def export(bundle: Bundle, out_dir: str | os.PathLike, fmt: str = "sentence-transformers", dtype: str = "float32",
-           overwrite: bool = False) -> Path:
+           overwrite: bool = False, allow_nonfinite: bool = False) -> Path:
     """Write `bundle` to `out_dir` as `fmt` with floating-point tensors in `dtype`. LoRA adapters are merged into
-    plain weights first (kernel + scale·A·B), so the output needs no adapter support."""
+    plain weights first (kernel + scale·A·B), so the output needs no adapter support. A model with NaN or Inf
+    weights (a diverged run) is refused unless allow_nonfinite: serving it would only return NaN."""
     out = check_export_args(fmt, dtype, out_dir, overwrite)
     if bundle.kind not in FORMATS[fmt]:
         raise InputError(f"--format {fmt} cannot hold a {bundle.kind}; a {bundle.kind} exports as "
                          f"--format {_SUGGESTION[bundle.kind]}", "command line", field="format")
     merge_lora(bundle.model)
+    bad = [name for name, value in flat_params(bundle.model).items()
+           if value.dtype.kind == "f" and not np.isfinite(value).all()]
+    if bad and not allow_nonfinite:
+        raise InputError(f"{len(bad)} parameters hold NaN or Inf, e.g. {bad[:3]}: this model diverged (pass "
+                         f"--allow-nonfinite to export it anyway)", field="--allow-nonfinite")
     with atomic_directory(out) as tmp:
         if bundle.kind == RERANKER:
             write_cross_encoder(bundle, tmp, dtype)

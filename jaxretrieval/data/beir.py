@@ -6,7 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from jaxretrieval.data.jsonl import iter_jsonl, open_text, require_str
+from jaxretrieval.data.jsonl import iter_jsonl, iter_lines, require_str
 from jaxretrieval.errors import InputError
 
 
@@ -21,21 +21,20 @@ class BeirSplit:
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.rstrip("\r\n").split("\t")
-            if lineno == 1 and parts[:1] == ["query-id"]:
-                continue
-            if not line.strip():
-                continue
-            if len(parts) != 3:
-                raise InputError(f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}",
-                                 path, lineno)
-            try:
-                score = int(float(parts[2]))
-            except ValueError:
-                raise InputError(f"score {parts[2]!r} is not a number", path, lineno, field="score") from None
-            qrels.setdefault(parts[0], {})[parts[1]] = score
+    for lineno, line in iter_lines(path):
+        parts = line.split("\t")
+        if lineno == 1 and parts[:1] == ["query-id"]:
+            continue
+        if not line.strip():
+            continue
+        if len(parts) != 3:
+            raise InputError(f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(parts)}",
+                             path, lineno)
+        try:
+            score = int(float(parts[2]))
+        except (ValueError, OverflowError):
+            raise InputError(f"score {parts[2]!r} is not a number", path, lineno, field="score") from None
+        qrels.setdefault(parts[0], {})[parts[1]] = score
     return qrels
 
 

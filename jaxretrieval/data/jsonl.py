@@ -12,28 +12,37 @@ from jaxretrieval.errors import InputError
 from jaxretrieval.files import atomic_file
 
 
-def open_text(path: str | os.PathLike):
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line ending) of a UTF-8 text file. Lines are decoded one by one, so
+    a byte that is not UTF-8 is reported at its line, not as a decoder traceback from somewhere in the file."""
     p = Path(path)
     if not p.exists():
         raise InputError("file not found", p)
     if p.is_dir():
         raise InputError("expected a file, got a directory", p)
-    return open(p, encoding="utf-8")
+    with open(p, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})", p,
+                                 lineno) from None
+            line = line.rstrip("\r\n")
+            yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line  # a byte-order mark is no text
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) for each non-blank line; a line that is not a JSON object is an error."""
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
-            if not isinstance(obj, dict):
-                raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
-            yield lineno, obj
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
+        if not isinstance(obj, dict):
+            raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
+        yield lineno, obj
 
 
 def require_str(obj: dict[str, Any], key: str, path, lineno: int, allow_empty: bool = True) -> str:
@@ -73,8 +82,7 @@ def read_texts(path: str | os.PathLike) -> list[str]:
             texts.append(f"{title} {text}" if isinstance(title, str) and title else text)
         return texts
     if p.suffix == ".txt":
-        with open_text(p) as f:
-            return [line.rstrip("\r\n") for line in f]
+        return [line for _, line in iter_lines(p)]
     raise InputError("input must be a .txt (one text per line) or .jsonl (field 'text') file", p)
 
 

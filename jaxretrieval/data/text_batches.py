@@ -36,7 +36,20 @@ def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
     if vectors.shape[0] != rows:
         raise InputError(f"{vectors.shape[0]} rows, but {texts_path} has {rows} texts (one vector per text, in "
                          f"order)", p, field="distill.teacher_vectors")
+    bad = first_nonfinite_row(vectors)
+    if bad is not None:
+        raise InputError(f"row {bad} (0-based, the vector of text {bad + 1} of {texts_path}) is not finite (NaN or "
+                         f"Inf): re-encode the teacher", p, field="distill.teacher_vectors")
     return vectors
+
+
+def first_nonfinite_row(vectors: np.ndarray, chunk: int = 65536) -> int | None:
+    """The first row holding a NaN or Inf, read in chunks so a memory-mapped file is never loaded whole."""
+    for start in range(0, len(vectors), chunk):
+        ok = np.isfinite(np.asarray(vectors[start:start + chunk])).all(axis=1)
+        if not ok.all():
+            return start + int(np.argmin(ok))
+    return None
 
 
 @dataclasses.dataclass

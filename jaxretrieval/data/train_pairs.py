@@ -90,7 +90,10 @@ def _scores(obj: dict, key: str, expected: int, path, lineno: int) -> np.ndarray
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise InputError(f"field {key!r} must be a list of {expected} numbers (one per {key.split('_')[0]} text)",
                          path, lineno, field=key)
-    return np.array(value, np.float32)
+    scores = np.array(value, np.float32)
+    if not np.isfinite(scores).all():  # JSON readers accept NaN and Infinity; a teacher score must be a number
+        raise InputError(f"field {key!r} holds a non-finite score ({value})", path, lineno, field=key)
+    return scores
 
 
 def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxretrieval.bundles import LoadedEmbedder
-from jaxretrieval.data.jsonl import open_text
+from jaxretrieval.data.jsonl import iter_lines
 from jaxretrieval.errors import InputError
 from jaxretrieval.inference import encode_texts
 
@@ -17,19 +17,21 @@ from jaxretrieval.inference import encode_texts
 def read_sts(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
     """STS-B tab-separated rows: genre, file, year, id, score, sentence 1, sentence 2 (extra fields ignored)."""
     first, second, scores = [], [], []
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) < 7:
-                raise InputError(f"expected >= 7 tab-separated fields, got {len(fields)}", path, lineno)
-            try:
-                scores.append(float(fields[4]))
-            except ValueError:
-                raise InputError(f"score {fields[4]!r} is not a number", path, lineno, field="score") from None
-            first.append(fields[5])
-            second.append(fields[6])
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 7:
+            raise InputError(f"expected >= 7 tab-separated fields, got {len(fields)}", path, lineno)
+        try:
+            score = float(fields[4])
+        except ValueError:
+            score = float("nan")
+        if not np.isfinite(score):
+            raise InputError(f"score {fields[4]!r} is not a finite number", path, lineno, field="score")
+        scores.append(score)
+        first.append(fields[5])
+        second.append(fields[6])
     if not scores:
         raise InputError("no sentence pairs", path)
     return first, second, np.array(scores, np.float64)

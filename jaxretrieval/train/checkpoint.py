@@ -1,11 +1,17 @@
 """Orbax checkpoints holding everything an exact resume needs: parameters, optimizer state, step (which is also
 the data position, see data/pipeline.py), the dropout seed, and the resolved config and best-eval record as JSON.
+
+A checkpoint counts only once Orbax has written its commit marker (the last file of a save), so a save cut off by
+a kill is never taken for the newest. One that has its marker but cannot be read (a truncated or deleted file) is
+reported in one line, set aside as STEP.damaged, and the run resumes from the previous one.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -14,14 +20,21 @@ import orbax.checkpoint as ocp
 from jaxretrieval.errors import InputError
 from jaxretrieval.models.params import param_name
 
+log = logging.getLogger(__name__)
+
+COMMIT_MARKER = "commit_success.txt"  # Orbax writes it when every file of a step is in place
+
 
 class Checkpoints:
     def __init__(self, directory: str | Path, keep: int, save_every: int):
         self.directory = Path(directory).absolute() / "checkpoints"
         self.manager = ocp.CheckpointManager(
             self.directory,
+            # cleanup_tmp_directories: a save a kill cut off leaves a temporary folder; the next start removes it
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=1,
-                                                 enable_async_checkpointing=True, create=True),
+                                                 enable_async_checkpointing=True, create=True,
+                                                 cleanup_tmp_directories=True),
+            item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
         )
         self.save_every = save_every
 
@@ -40,6 +53,44 @@ class Checkpoints:
                                                                  meta=ocp.args.JsonRestore()))
         return out.state, out.meta
 
+    def restore_newest(self, like: dict[str, Any], shardings: dict[str, Any],
+                       check_meta: Callable[[int, dict], None]) -> tuple[int, dict, dict] | None:
+        """(step, state, meta) of the newest checkpoint that restores, or None when there is none. check_meta(step,
+        meta) runs first and may refuse (another run's data or settings): that is an InputError, not damage. A
+        checkpoint whose saved shapes differ from `like` belongs to another model: also an InputError."""
+        for step in reversed(checkpoint_steps(self.directory.parent)):
+            try:
+                meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+                saved = _shapes(self.manager.item_metadata(step).state)
+                if not saved:
+                    raise FileNotFoundError("the state's metadata (_METADATA) is missing or empty")
+            except Exception as e:  # noqa: BLE001 -- any unreadable file is damage, reported and set aside
+                self._set_aside(step, e)
+                continue
+            check_meta(step, meta)
+            want = _shapes(like)
+            if saved != want:
+                diff = sorted(set(saved.items()) ^ set(want.items()))[:3]
+                raise InputError(f"checkpoint at step {step} holds another model's state (e.g. {diff}); use a new "
+                                 f"output_dir", self.directory / str(step))
+            try:
+                state, meta = self.restore(step, like, shardings)
+            except Exception as e:  # noqa: BLE001
+                self._set_aside(step, e)
+                continue
+            return step, state, meta
+        return None
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        folder = self.directory / str(step)
+        why = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        aside = folder.with_name(f"{step}.damaged")
+        if jax.process_index() == 0:
+            os.replace(folder, aside)
+        print(f"checkpoint at step {step} cannot be read ({type(error).__name__}: {why}); moved to {aside}, trying "
+              f"the previous one", flush=True)
+        self.manager.reload()
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
@@ -52,7 +103,13 @@ def checkpoint_steps(run_dir: str | Path) -> list[int]:
     directory = Path(run_dir) / "checkpoints"
     if not directory.is_dir():
         return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "state").is_dir())
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / COMMIT_MARKER).exists())
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    """Dotted name -> shape of every array leaf (arrays, ShapeDtypeStructs or Orbax array metadata alike)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {param_name(path): tuple(getattr(leaf, "shape", ())) for path, leaf in flat}
 
 
 def find_checkpoint(path: str | Path) -> tuple[Path, int] | None:
@@ -64,7 +121,7 @@ def find_checkpoint(path: str | Path) -> tuple[Path, int] | None:
     if p.name.isdigit() and p.parent.name == "checkpoints":
         run_dir, step = p.parent.parent, int(p.name)
         if step not in checkpoint_steps(run_dir):
-            raise InputError("not a complete checkpoint (no saved state)", p)
+            raise InputError("not a complete checkpoint (Orbax never finished writing it)", p)
         return run_dir, step
     if (p / "config.yaml").exists() or (p / "checkpoints").exists():
         steps = checkpoint_steps(p)
@@ -87,6 +144,10 @@ def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict
         abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata.state)
         out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                            meta=ocp.args.JsonRestore()))
+    except Exception as e:  # noqa: BLE001 -- one line for whatever Orbax found wrong with the files
+        why = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise InputError(f"checkpoint cannot be read ({type(e).__name__}: {why})",
+                         Path(run_dir) / "checkpoints" / str(step)) from None
     finally:
         manager.close()
     # trainable and frozen parameters are stored apart (see train/loop.py); together they are the model

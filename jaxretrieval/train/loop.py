@@ -21,9 +21,9 @@ import yaml
 from flax import nnx
 
 from jaxretrieval.bundles import Bundle
-from jaxretrieval.config import TrainConfig, config_to_dict
+from jaxretrieval.config import TrainConfig, changed_settings, config_to_dict
 from jaxretrieval.data.pipeline import iterate
-from jaxretrieval.errors import InputError
+from jaxretrieval.errors import InputError, TrainingDiverged
 from jaxretrieval.files import atomic_file
 from jaxretrieval.models.params import param_name, select_params
 from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
@@ -31,6 +31,7 @@ from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
 from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.optimizer import Optimizer, make_optimizer
+from jaxretrieval.train.run_control import RunLock, StopSignals, write_status
 from jaxretrieval.train.run_log import RunLog
 from jaxretrieval.train.tasks import TASKS, Task, task_loss
 
@@ -108,9 +109,17 @@ def make_train_step(graphdef, optimizer: Optimizer, cfg: TrainConfig, task: Task
                 lambda p: task_loss(task, model_of(p), batch, teacher_params, key), has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(step),
-                   **task_metrics}
-        return {**state, "params": params, "opt_state": opt_state, "step": step + 1}, metrics
+        grad_norm = optax.tree.norm(grads)
+        # the non-finite guard: a step whose loss, gradient or new parameters are not finite leaves the state as
+        # it was (the data position still moves on), so no checkpoint ever holds a NaN
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(params))
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        bad_in_a_row = jnp.where(finite, 0, state["bad_in_a_row"] + 1)
+        skipped = state["skipped_steps"] + jnp.where(finite, 0, 1)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(step), "skipped_steps": skipped,
+                   "bad_in_a_row": bad_in_a_row, **task_metrics}
+        return {**state, "params": keep(params, state["params"]), "opt_state": keep(opt_state, state["opt_state"]),
+                "step": step + 1, "bad_in_a_row": bad_in_a_row, "skipped_steps": skipped}, metrics
 
     return jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings, teacher_shardings),
                    out_shardings=(state_shardings, replicated(mesh)), donate_argnums=0)
@@ -139,9 +148,10 @@ def init_train_state(run: TrainSetup) -> TrainState:
     opt_sh = tree_shardings(opt_state, mesh)
     # Every leaf is placed with its final sharding up front: an unplaced leaf would make the second call of the
     # train step miss the jit cache and compile again.
+    counters = ("step", "bad_in_a_row", "skipped_steps")  # bad_in_a_row / skipped_steps: the non-finite guard's
     state = {"params": params, "frozen": frozen, "opt_state": jax.device_put(opt_state, opt_sh),
-             "step": jax.device_put(jnp.zeros((), jnp.int32), replicated(mesh))}
-    state_sh = {"params": param_sh, "frozen": frozen_sh, "opt_state": opt_sh, "step": replicated(mesh)}
+             **{c: jax.device_put(jnp.zeros((), jnp.int32), replicated(mesh)) for c in counters}}
+    state_sh = {"params": param_sh, "frozen": frozen_sh, "opt_state": opt_sh, **{c: replicated(mesh) for c in counters}}
     batch_sh = {k: batch_sharding(mesh, v.ndim) for k, v in source.batch(0).items()}
     return TrainState(graphdef, state, state_sh, batch_sh, optimizer)
 
@@ -157,37 +167,65 @@ def train_step_for(run: TrainSetup, ts: TrainState):
 
 
 def train(cfg: TrainConfig, stop_at_step: int | None = None, evaluator: Evaluator | None = None) -> dict[str, Any]:
-    """Run (or resume) training. Returns a summary: final step, last loss, last and best eval metrics.
+    """Run (or resume) training. Returns a summary: final step, last loss, last and best eval metrics, skipped
+    steps, and `interrupted` (the signal that stopped the run, or None).
 
     stop_at_step ends the run early as a preemption would (a checkpoint is written there), while the schedule
     still follows the configured total: the resumed run must continue exactly as if never stopped. With an
-    evaluator, the model is evaluated at step 0 (when eval_every > 0), every eval_every steps and at the end."""
+    evaluator, the model is evaluated at step 0 (when eval_every > 0), every eval_every steps and at the end.
+    SIGTERM / SIGINT stop the run after the current step with a checkpoint of it (train/run_control.py)."""
     out = Path(cfg.output_dir)
-    saved = checkpoint_steps(out)  # read without writing: bad input must fail below with nothing created
-    latest = saved[-1] if saved else None
-    run = setup(cfg, resuming=latest is not None, evaluator=evaluator)
-    out.mkdir(parents=True, exist_ok=True)
-    source = run.source
+    resuming = bool(checkpoint_steps(out))  # read without writing: bad input must fail below with nothing created
+    run = setup(cfg, resuming=resuming, evaluator=evaluator)
+    lock = RunLock(out)
+    lock.acquire()
+    try:
+        return _run(run, out, resuming, stop_at_step, evaluator)
+    finally:
+        lock.release()
+
+
+def _restore(checkpoints: Checkpoints, ts: TrainState, meta: dict[str, Any], cfg: TrainConfig):
+    """(state, saved meta) of the newest readable checkpoint, refusing another run's data or changed settings."""
+    def check_meta(step: int, saved: dict) -> None:
+        if saved.get("data") != meta["data"]:
+            raise InputError(f"checkpoint at step {step} was trained on different data {saved.get('data')}; "
+                             f"use a new output_dir", checkpoints.directory)
+        changes = changed_settings(saved.get("config", {}), meta["config"])
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes)
+        if changes and not cfg.resume_with_changes:
+            raise InputError(f"resuming step {step} with changed settings ({listed}); set resume_with_changes=true "
+                             f"if that is meant, or use a new output_dir", "config", field=changes[0][0])
+        if changes:
+            print(f"resuming with changed settings: {listed}", file=sys.stderr)
+
+    found = checkpoints.restore_newest(ts.state, ts.state_shardings, check_meta)
+    if found is None:
+        raise InputError("no checkpoint of this run can be read (each was set aside as STEP.damaged); move them "
+                         "away to start over", checkpoints.directory)
+    return found[1], found[2]
+
+
+def _run(run: TrainSetup, out: Path, resuming: bool, stop_at_step: int | None, evaluator: Evaluator | None):
+    cfg, source = run.cfg, run.source
     ts = init_train_state(run)
     state = ts.state
     checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
     meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": source.fingerprint(), "best": None}
     start = 0
-    if latest is not None:
-        state, saved_meta = checkpoints.restore(latest, state, ts.state_shardings)
-        if saved_meta.get("data") != meta["data"]:
-            raise InputError(f"checkpoint at step {latest} was trained on different data {saved_meta.get('data')}; "
-                             f"use a new output_dir", checkpoints.directory)
+    if resuming:
+        state, saved_meta = _restore(checkpoints, ts, meta, cfg)
         meta["best"] = saved_meta.get("best")
         start = int(state["step"])
         print(f"resuming from step {start} ({checkpoints.directory})", file=sys.stderr)
     if jax.process_index() == 0:
         with atomic_file(out / "config.yaml", "w") as f:
             f.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_status(out, "running", start)
 
     train_step, teacher_params = train_step_for(run, ts)
     run_log = RunLog(out, start, run.total_steps)
-    summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": []}
+    summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": [], "interrupted": None}
 
     def run_eval(step: int) -> None:
         if evaluator is None:
@@ -207,23 +245,40 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None, evaluator: Evaluato
         run_eval(0)
     step = start
     try:
-        end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
-        for local in iterate(source, start, end):
-            state, metrics = train_step(state, global_batch(local, ts.batch_shardings), teacher_params)
-            step += 1
-            if step % cfg.log_every == 0 or step == run.total_steps:
-                m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                run_log.write({"step": step, **m, "epoch": step / source.steps_per_epoch})
-                run_log.progress(step, m["loss"])
-                summary["loss"] = m["loss"]
-            if cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
+        with StopSignals() as signals:
+            end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
+            for local in iterate(source, start, end):
+                state, metrics = train_step(state, global_batch(local, ts.batch_shardings), teacher_params)
+                step += 1
+                if step % cfg.log_every == 0 or step == run.total_steps:
+                    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    run_log.write({"step": step, **m, "epoch": step / source.steps_per_epoch})
+                    run_log.progress(step, m["loss"])
+                    summary.update(loss=m["loss"], skipped_steps=int(m["skipped_steps"]))
+                    if m["bad_in_a_row"] >= cfg.max_bad_steps:
+                        write_status(out, "diverged", step)
+                        kept = checkpoint_steps(out)
+                        raise TrainingDiverged(
+                            f"the last {int(m['bad_in_a_row'])} steps (to step {step}) had a non-finite loss, "
+                            f"gradient or update (max_bad_steps {cfg.max_bad_steps}); every checkpoint is finite, "
+                            f"the newest is {f'step {kept[-1]}' if kept else 'none'} in {checkpoints.directory}: "
+                            f"lower the learning rate, or check the data, before resuming")
+                if cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
+                    run_eval(step)
+                checkpoints.save(step, state, meta)
+                if signals.agreed():
+                    summary["interrupted"] = signals.requested or "another process's signal"
+                    break
+            if step == run.total_steps and not summary["interrupted"]:
                 run_eval(step)
-            checkpoints.save(step, state, meta)
-        if step == run.total_steps:
-            run_eval(step)
-        checkpoints.save(step, state, meta, force=True)
+            checkpoints.save(step, state, meta, force=True)
     finally:
         checkpoints.close()
         run_log.close()
+    finished = step == run.total_steps and not summary["interrupted"]
+    write_status(out, "finished" if finished else "interrupted", step, reason=summary["interrupted"])
+    if summary["interrupted"]:
+        print(f"stopped by {summary['interrupted']} after step {step}; its checkpoint is in {checkpoints.directory}: "
+              f"run the same command to resume", file=sys.stderr)
     summary.update(step=step, best=meta["best"])
     return summary

@@ -12,6 +12,8 @@ from typing import Any
 import jax
 from tqdm import tqdm
 
+from jaxretrieval.files import atomic_file
+
 
 class RunLog:
     def __init__(self, output_dir: str | Path, start_step: int, total_steps: int):
@@ -22,6 +24,7 @@ class RunLog:
         self._bar = self._tb = None
         if not self.enabled:
             return
+        drop_replayed_steps(self.dir / "metrics.jsonl", start_step)
         self._jsonl = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,
                          dynamic_ncols=True, smoothing=0.3)
@@ -67,6 +70,23 @@ class RunLog:
         if self._tb is not None:
             self._tb.close()
         plot_metrics(self.dir / "metrics.jsonl", self.dir / "metrics.png")
+
+
+def drop_replayed_steps(jsonl: Path, start_step: int) -> None:
+    """A run resumed from step S replays the steps after S that an interrupted run had logged: their records go,
+    so every step appears once in metrics.jsonl and its plot. A truncated last line (a kill mid-write) goes too."""
+    if not jsonl.exists():
+        return
+    kept = []
+    for line in jsonl.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= start_step:
+            kept.append(line)
+    with atomic_file(jsonl, "w") as f:
+        f.write("".join(line + "\n" for line in kept))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -165,3 +165,15 @@ def test_model_max_length_trains_and_exports_beyond_the_directorys(tmp_path):
     with pytest.raises(InputError, match=r"outside 1\.\.64") as err:
         _train(tmp_path / "bad", model, data, 2, "model.max_length=65")
     assert err.value.field == "max_position_embeddings" and not (tmp_path / "bad").exists()
+
+
+def test_nonfinite_weights_are_refused_unless_allowed(tmp_path):
+    import jax.numpy as jnp
+
+    loaded = load_embedder(tiny_embedder_dir(tmp_path / "m"))
+    kernel = loaded.model.encoder.layers[0].query.kernel
+    kernel[...] = kernel[...].at[0, 0].set(jnp.nan)
+    with pytest.raises(InputError, match=r"\[--allow-nonfinite\].*encoder.layers.0.query.kernel"):
+        export(loaded, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert export(loaded, tmp_path / "out", allow_nonfinite=True).is_dir()

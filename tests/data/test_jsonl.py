@@ -36,3 +36,10 @@ def test_read_texts_formats(tmp_path):
         require_str({"text": " "}, "text", "f.jsonl", 3, allow_empty=False)
     with pytest.raises(InputError, match="must be a .txt"):
         read_texts(tmp_path / "x.csv")
+
+
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"latin1.jsonl:2: not UTF-8 text \(byte 0xe9 at column 14\)"):
+        list(iter_jsonl(path))

@@ -48,3 +48,11 @@ def test_batches_split_across_processes_and_fingerprint_the_teachers():
         np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), batch[k])
     assert whole.fingerprint() == make(0, 1).fingerprint()
     assert whole.fingerprint() != make(0, 1, vectors[::-1].copy()).fingerprint()
+
+
+def test_a_nonfinite_teacher_row_is_named(tmp_path):
+    vectors = np.ones((6, 4), np.float32)
+    vectors[4, 1] = np.inf
+    np.save(tmp_path / "inf.npy", vectors)
+    with pytest.raises(InputError, match=r"inf.npy \[distill.teacher_vectors\]: row 4 .*text 5 of t.jsonl"):
+        load_teacher_vectors(str(tmp_path / "inf.npy"), 6, "t.jsonl")

@@ -2,7 +2,7 @@
 
 import json
 
-from jaxretrieval.train.run_log import RunLog, plot_metrics, read_metrics
+from jaxretrieval.train.run_log import RunLog, drop_replayed_steps, plot_metrics, read_metrics
 
 
 def test_records_go_to_jsonl_tensorboard_and_a_plot(tmp_path):
@@ -21,3 +21,10 @@ def test_records_go_to_jsonl_tensorboard_and_a_plot(tmp_path):
     assert read_metrics(tmp_path / "none.jsonl") == []
     plot_metrics(tmp_path / "metrics.jsonl", tmp_path / "again.png")
     assert (tmp_path / "again.png").stat().st_size > 1000
+
+
+def test_a_resume_drops_the_steps_it_will_replay(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "lo')
+    drop_replayed_steps(path, 2)
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]
