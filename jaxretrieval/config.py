@@ -178,6 +178,7 @@ class TrainConfig:
     batch_size: int = 32  # global, across all devices and hosts
     learning_rate: float = 2e-5
     save_every: int = 500
+    save_every_minutes: float = 0.0  # > 0: also save when this long has passed since the last save (all hosts agree)
     eval_every: int = 0  # 0: evaluate only at the end (when eval.data is set)
     log_every: int = 10  # each logged step waits for the device; keep it sparse on accelerators
     keep_checkpoints: int = 2
@@ -209,6 +210,7 @@ class TrainConfig:
             (self.steps > 0 or self.epochs > 0, "epochs", "must be > 0 when steps is 0"),
             (self.learning_rate > 0, "learning_rate", "must be positive"),
             (self.save_every >= 0, "save_every", "must be >= 0"),
+            (self.save_every_minutes >= 0, "save_every_minutes", "must be >= 0"),
             (self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1 (a run keeps at least its newest one)"),
             (self.log_every >= 1, "log_every", "must be >= 1"),
             (self.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
@@ -411,8 +413,9 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 # Settings a resumed run may change freely: where and how often it writes, how it is evaluated, the device mesh
 # (a checkpoint restores onto any), how long it runs (extending a run is what resuming is for), and what only a
 # fresh start reads.
-RESUMABLE_KEYS = ("output_dir", "save_every", "eval_every", "log_every", "keep_checkpoints", "max_bad_steps",
-                  "resume_with_changes", "init_from", "init_fresh", "steps", "epochs", "mesh.", "eval.")
+RESUMABLE_KEYS = ("output_dir", "save_every", "save_every_minutes", "eval_every", "log_every", "keep_checkpoints",
+                  "max_bad_steps", "resume_with_changes", "init_from", "init_fresh", "steps", "epochs", "mesh.",
+                  "eval.")
 
 
 def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:

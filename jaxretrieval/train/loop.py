@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -31,7 +32,7 @@ from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings
 from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.optimizer import Optimizer, make_optimizer
-from jaxretrieval.train.run_control import RunLock, StopSignals, write_status
+from jaxretrieval.train.run_control import RunLock, StopSignals, agree, write_status
 from jaxretrieval.train.run_log import RunLog
 from jaxretrieval.train.tasks import TASKS, Task, task_loss
 
@@ -243,7 +244,7 @@ def _run(run: TrainSetup, out: Path, resuming: bool, stop_at_step: int | None, e
 
     if start == 0 and cfg.eval_every > 0:
         run_eval(0)
-    step = start
+    step, last_save = start, time.monotonic()
     try:
         with StopSignals() as signals:
             end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
@@ -265,8 +266,11 @@ def _run(run: TrainSetup, out: Path, resuming: bool, stop_at_step: int | None, e
                             f"lower the learning rate, or check the data, before resuming")
                 if cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
                     run_eval(step)
-                checkpoints.save(step, state, meta)
-                if signals.agreed():
+                due = bool(cfg.save_every_minutes) and time.monotonic() - last_save >= 60 * cfg.save_every_minutes
+                stop, due = agree(signals.requested is not None, due)
+                if checkpoints.save(step, state, meta, force=due):
+                    last_save = time.monotonic()
+                if stop:
                     summary["interrupted"] = signals.requested or "another process's signal"
                     break
             if step == run.total_steps and not summary["interrupted"]:

@@ -56,12 +56,18 @@ class StopSignals:
 
     def agreed(self) -> bool:
         """Whether any process has been asked to stop; every process gets the same answer."""
-        mine = np.int32(self.requested is not None)
-        if jax.process_count() == 1:
-            return bool(mine)
-        from jax.experimental import multihost_utils
+        return agree(self.requested is not None)[0]
 
-        return bool(np.max(multihost_utils.process_allgather(mine)))
+
+def agree(*flags: bool) -> list[bool]:
+    """Each flag true on every process if it is true on any: one allgather of a few integers on a pod (its clocks
+    and signals differ), nothing on one process."""
+    mine = np.asarray(flags, np.int32)
+    if jax.process_count() == 1:
+        return [bool(f) for f in mine]
+    from jax.experimental import multihost_utils
+
+    return [bool(f) for f in np.max(multihost_utils.process_allgather(mine), axis=0)]
 
 
 def write_status(output_dir: Path, status: str, step: int, **extra) -> None:

@@ -1,5 +1,6 @@
 """Launch scripts: --dry-run prints the exact commands (and runs nothing); bad arguments fail clearly."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -42,3 +43,29 @@ def test_bad_arguments():
     assert r.returncode == 2 and "unknown option --bogus" in r.stderr
     r = _run("gpu.sh", "--dry-run")
     assert r.returncode == 2 and "missing CONFIG" in r.stderr
+
+
+def test_a_preempted_slice_is_recreated_and_the_run_resumed(tmp_path):
+    """A fake gcloud: the first training command fails and the slice reports PREEMPTED; the launcher deletes it,
+    creates and sets it up again, and runs the same training command, which then succeeds."""
+    log, count = tmp_path / "calls.log", tmp_path / "trains"
+    fake = tmp_path / "bin" / "gcloud"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/usr/bin/env bash
+echo "$*" >> {log}
+case "$*" in
+  *"tpu-vm describe"*) echo PREEMPTED ;;
+  *"tpu-vm ssh"*"jaxretrieval train"*) echo x >> {count}; [ "$(wc -l < {count})" -ge 2 ] ;;
+esac
+""")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    r = subprocess.run(["bash", str(LAUNCH / "tpu_pod.sh"), "--name", "p", "--zone", "z", "--accelerator-type", "t",
+                        "--runtime", "r", "configs/x.yaml", "output_dir=gs://b/run"], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    calls = [c.split(" --")[0] for c in log.read_text().splitlines()]
+    assert calls.count("compute tpus tpu-vm create p") == 2 and calls.count("compute tpus tpu-vm delete p") == 1
+    trains = [c for c in log.read_text().splitlines() if "jaxretrieval train" in c]
+    assert len(trains) == 2 and trains[0] == trains[1]  # the same command: it resumes from the checkpoint
+    assert "was preempted: creating it again and resuming (1 of 3)" in r.stderr

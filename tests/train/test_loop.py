@@ -154,3 +154,14 @@ def test_fsdp_meshes_match_data_parallel_and_shard_parameters(tmp_path, setup, m
     adam_mu = jax.tree.leaves(state["opt_state"])
     assert any(getattr(x, "sharding", None) is not None and x.ndim == 2 and x.sharding.spec[0] == "fsdp"
                for x in adam_mu)  # optimizer moments follow the parameter sharding
+
+
+def test_time_based_checkpoints(tmp_path, setup):
+    from jaxretrieval.train.checkpoint import checkpoint_steps
+
+    model, data = setup
+    train(_cfg(tmp_path / "timed", model, data, "steps=4", "save_every=0", "save_every_minutes=1e-6",
+               "keep_checkpoints=10"))
+    assert checkpoint_steps(tmp_path / "timed") == [1, 2, 3, 4]  # every step is past its minute budget
+    train(_cfg(tmp_path / "final", model, data, "steps=4", "save_every=0", "keep_checkpoints=10"))
+    assert checkpoint_steps(tmp_path / "final") == [4]
