@@ -11,13 +11,12 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxretrieval.bundles import Bundle  # noqa: E402
-from jaxretrieval.config import load_config  # noqa: E402
+from jaxretrieval.config import config_paths, config_to_dict, load_config  # noqa: E402
 from jaxretrieval.convert.export import check_export_args, export  # noqa: E402
 from jaxretrieval.data.beir import load_beir  # noqa: E402
 from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa: E402
@@ -29,7 +28,7 @@ from jaxretrieval.eval.evaluate import check_evaluable, evaluate  # noqa: E402
 from jaxretrieval.eval.mining import mine_negatives  # noqa: E402
 from jaxretrieval.eval.rerank import dense_first_stage  # noqa: E402
 from jaxretrieval.eval.scoring import score_records  # noqa: E402
-from jaxretrieval.files import atomic_file  # noqa: E402
+from jaxretrieval.files import atomic_file, check_storage, is_remote, upath  # noqa: E402
 from jaxretrieval.inference import encode_texts  # noqa: E402
 from jaxretrieval.losses.distill import teacher_target  # noqa: E402
 from jaxretrieval.training import run_training  # noqa: E402
@@ -57,15 +56,16 @@ def _json_line(metrics: dict) -> str:
 
 
 def cmd_encode(args) -> int:
-    out = Path(args.output)
+    out = upath(args.output)
     if out.suffix != ".npy":
         raise InputError("output must end in .npy", out)
+    check_storage(out, field="--output")
     weights = args.teacher_weight or None
     if weights and (len(weights) != len(args.model) or min(weights) <= 0):
         raise InputError(f"--teacher-weight needs one positive weight per --model ({len(args.model)}), got "
                          f"{weights}", "command line", field="--teacher-weight")
     texts = read_texts(args.input)
-    parts = [encode_texts(_open(args, path), texts, args.kind, args.batch_size, progress=True, desc=Path(path).name)
+    parts = [encode_texts(_open(args, path), texts, args.kind, args.batch_size, progress=True, desc=upath(path).name)
              for path in args.model]
     vectors = parts[0] if len(parts) == 1 and not weights else np.asarray(teacher_target(parts, weights))
     vectors = vectors.astype(args.dtype)
@@ -101,7 +101,7 @@ def maybe_initialize_distributed() -> None:
         jax.distributed.initialize(**kwargs)
 
 
-DEFAULT_COMPILATION_CACHE = Path("~/.cache/jaxretrieval/xla")
+DEFAULT_COMPILATION_CACHE = "~/.cache/jaxretrieval/xla"
 COMPILING_COMMANDS = ("encode", "eval", "train", "mine", "score")
 
 
@@ -115,7 +115,7 @@ def configure_compilation_cache() -> str | None:
         return os.environ["JAX_COMPILATION_CACHE_DIR"] or None
     if jax.default_backend() == "cpu":
         return None
-    folder = str(DEFAULT_COMPILATION_CACHE.expanduser())
+    folder = os.path.expanduser(DEFAULT_COMPILATION_CACHE)
     jax.config.update("jax_compilation_cache_dir", folder)
     return folder
 
@@ -129,6 +129,24 @@ def cmd_train(args) -> int:
         print(f"{metric} on {cfg.eval.data} ({cfg.eval.split}): step {history[0]['step']}: "
               f"{history[0][metric]:.4f} -> step {history[-1]['step']}: {history[-1][metric]:.4f}", file=sys.stderr)
     print(json.dumps(summary))
+    return 0
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    cfg = load_config(args.config, args.overrides)
+    if args.require_remote:
+        for key, path in config_paths(cfg):
+            if not is_remote(path):
+                raise InputError(f"{path!r} is not a gs:// URL, and the workers of a pod see only what is in GCS: "
+                                 f"upload it (gcloud storage cp -r) and name its gs:// URL", "config", field=key)
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    if args.out:
+        with atomic_file(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -152,6 +170,7 @@ def cmd_export(args) -> int:
 def cmd_mine(args) -> int:
     if args.top_k < 1 or args.skip_top < 0:
         raise InputError("--top-k must be >= 1 and --skip-top >= 0", "command line")
+    check_storage(args.out, field="--out")
     records = mine_negatives(_open(args), args.data, args.top_k, args.skip_top, args.max_score_ratio,
                              args.num_negatives, args.split, args.batch_size)
     write_jsonl(args.out, records)
@@ -161,6 +180,7 @@ def cmd_mine(args) -> int:
 
 
 def cmd_score(args) -> int:
+    check_storage(args.out, field="--out")
     records = []
     for lineno, obj in iter_jsonl(args.input):
         for key in ("query", "pos"):
@@ -240,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-nonfinite", action="store_true",
                    help="export even if some weights are NaN or Inf (by default that is an error)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("config", help="check a config and print it resolved (its base: files and overrides applied)")
+    p.add_argument("config", help="YAML config")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    p.add_argument("--out", help="write the resolved config here (local or gs://) instead of printing it")
+    p.add_argument("--require-remote", action="store_true",
+                   help="every path the config names must be gs:// (what the workers of a pod can read)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("train", help="train (or resume) from a config file with key=value overrides")
     p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")

@@ -12,12 +12,12 @@ import math
 import os
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import UPath, absolute, check_storage, upath
 
 # LoRA's default targets: every projection of a Qwen2/Llama decoder block (attention and MLP).
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -165,7 +165,10 @@ class EvalConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    output_dir: str = ""
+    output_dir: str = ""  # a local path or gs://bucket/run (every host of a pod must save to the same place)
+    # Several processes share a local output_dir only if it is one filesystem for all (NFS, or one machine);
+    # say so here, otherwise a multi-process run needs a gs:// output_dir.
+    shared_filesystem: bool = False
     task: str = "dense"  # dense (InfoNCE) | distill (Stella/Jasper) | colbert (MaxSim) | reranker (cross-encoder)
     init_from: str = ""  # run directory or RUN/checkpoints/STEP whose parameters start this run (stages)
     # Parameters, by optimizer.trainable's patterns ("head", "encoder.layers[-1:]", globs), that keep this run's
@@ -369,16 +372,17 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
-def read_config_file(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+def read_config_file(path: str | os.PathLike) -> list[tuple[UPath, dict[str, Any]]]:
     """The YAML mappings a config file stands for, base first: a file may name another with `base: other.yaml`
     (relative to itself), whose values it then overrides key by key, so related configs (the stages of a recipe)
     state only what differs. Each mapping comes with its file, so an error names the file that holds the key."""
-    chain: list[tuple[Path, dict[str, Any]]] = []
-    p = Path(path)
+    chain: list[tuple[UPath, dict[str, Any]]] = []
+    p = absolute(path)  # local or gs://
     while True:
+        check_storage(p, field="base" if chain else None)
         if not p.exists():
             raise InputError("config file not found", p, field="base" if chain else None)
-        if any(p.resolve() == q.resolve() for q, _ in chain):
+        if any(str(p) == str(q) for q, _ in chain):
             raise InputError("config is its own base (a loop of base: keys)", p, field="base")
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
@@ -393,7 +397,8 @@ def read_config_file(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]
             return chain[::-1]
         if not isinstance(base, str) or not base:
             raise InputError(f"base must be the path of another config file, got {base!r}", p, field="base")
-        p = p.parent / base
+        p = upath(base) if "://" in base else p.parent / base if "://" in str(p) else absolute(
+            os.path.normpath(os.path.join(str(p.parent), base)))
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
@@ -406,6 +411,22 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
     return cfg
 
 
+# The settings that name a file or directory (each may be local or gs://).
+PATH_KEYS = ("output_dir", "init_from", "model.path", "data.train", "distill.teacher_vectors", "distill.teachers",
+             "reranker.first_stage", "eval.data", "eval.sts")
+
+
+def config_paths(cfg: TrainConfig) -> list[tuple[str, str]]:
+    """(dotted key, path) for every path the config names."""
+    out = []
+    for key in PATH_KEYS:
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        out += [(key, v) for v in (value if isinstance(value, list) else [value]) if v]
+    return out
+
+
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -413,9 +434,9 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 # Settings a resumed run may change freely: where and how often it writes, how it is evaluated, the device mesh
 # (a checkpoint restores onto any), how long it runs (extending a run is what resuming is for), and what only a
 # fresh start reads.
-RESUMABLE_KEYS = ("output_dir", "save_every", "save_every_minutes", "eval_every", "log_every", "keep_checkpoints",
-                  "max_bad_steps", "resume_with_changes", "init_from", "init_fresh", "steps", "epochs", "mesh.",
-                  "eval.")
+RESUMABLE_KEYS = ("output_dir", "shared_filesystem", "save_every", "save_every_minutes", "eval_every", "log_every",
+                  "keep_checkpoints", "max_bad_steps", "resume_with_changes", "init_from", "init_fresh", "steps",
+                  "epochs", "mesh.", "eval.")
 
 
 def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:

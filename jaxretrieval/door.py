@@ -9,12 +9,15 @@ here, so "what kind of directory is this?" is answered in one place:
     cross-encoder directory an HF *ForSequenceClassification model (a reranker)
     sentence-transformers   modules.json: a dense embedder
     Hugging Face directory  config.json: a dense embedder over the bare encoder (mean pooling unless told)
+
+Any of them may be local or under gs://. A run is read where it lies (Orbax restores from GCS directly); a model
+directory under gs:// is downloaded once into the local cache (files.local_copy), since tokenizers and safetensors
+read local files.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from jaxretrieval.bundles import Bundle
 from jaxretrieval.config import load_config
@@ -22,7 +25,7 @@ from jaxretrieval.convert.cross_encoder_format import is_cross_encoder_dir, load
 from jaxretrieval.convert.pylate_format import is_pylate_dir, load_colbert
 from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.errors import InputError
-from jaxretrieval.files import resolve_model_path
+from jaxretrieval.files import UPath, is_remote, resolve_model_path, upath
 from jaxretrieval.train.checkpoint import find_checkpoint
 from jaxretrieval.train.model_setup import build_model, load_checkpoint_params
 
@@ -33,13 +36,14 @@ RUN, PYLATE, CROSS_ENCODER, SENTENCE_TRANSFORMERS, HUGGING_FACE = (
 def directory_kind(path: str | os.PathLike) -> str:
     """One of RUN (a run directory or one of its checkpoints), PYLATE, CROSS_ENCODER, SENTENCE_TRANSFORMERS,
     HUGGING_FACE; an InputError for a path that is none of them."""
-    p = resolve_model_path(path)
-    if not p.exists():
-        raise InputError("model directory does not exist", p)
-    if not p.is_dir():
-        raise InputError("expected a model or run directory, got a file", p)
-    if find_checkpoint(p) is not None:
+    where = _unopened(path)
+    if not where.exists():
+        raise InputError("model directory does not exist", where)
+    if not where.is_dir():
+        raise InputError("expected a model or run directory, got a file", where)
+    if find_checkpoint(where) is not None:
         return RUN
+    p = resolve_model_path(path)  # a model directory: local from here on
     if is_pylate_dir(p):
         return PYLATE
     if is_cross_encoder_dir(p):
@@ -57,9 +61,9 @@ def open_model(path: str | os.PathLike, pooling: str | tuple[str, ...] | None = 
     """The bundle behind `path` (see the module docstring). `pooling` ("cls", "mean,max", ...) and `max_length`
     override what an embedder directory says; a run's model is rebuilt exactly as its config trained it."""
     kind = directory_kind(path)
-    p = resolve_model_path(path)
     if kind == RUN:
-        return _open_run(*find_checkpoint(p))
+        return _open_run(*find_checkpoint(_unopened(path)))
+    p = resolve_model_path(path)
     if kind == PYLATE:
         return load_colbert(p)
     if kind == CROSS_ENCODER:
@@ -73,7 +77,12 @@ def open_model(path: str | os.PathLike, pooling: str | tuple[str, ...] | None = 
         raise InputError(str(e), p) from None
 
 
-def _open_run(run_dir: Path, step: int) -> Bundle:
+def _unopened(path: str | os.PathLike) -> UPath:
+    """The path as named, nothing downloaded yet (a `package:` name resolved): a run under gs:// is read in place."""
+    return upath(path) if is_remote(path) else upath(resolve_model_path(path))
+
+
+def _open_run(run_dir: UPath, step: int) -> Bundle:
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise InputError("run directory lacks config.yaml (which names the model it started from)", run_dir)

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Train on a Cloud TPU VM slice: create it, copy this checkout to every worker, install the package with the TPU
-# build of jax, run `jaxretrieval train` on all workers at once (jax.distributed initializes from the TPU
-# environment; each host reads its own data shards), stream the logs, and optionally delete the slice at the end.
-#
+# Train on a Cloud TPU VM slice, everything staged through GCS (a TPU VM's disk is gone after a preemption):
+#  1. here: check the config and resolve it (base: files and key=value overrides applied), requiring every path in
+#     it to be gs:// (models, data, output_dir: what the workers can read), and build a wheel of this checkout;
+#  2. copy the wheel and the resolved config to STAGE (a gs:// folder, e.g. the run's own: gs://b/runs/x/launch);
+#  3. create the slice (--spot for Spot capacity), and on every worker install jax[tpu] and the staged wheel;
+#  4. run `jaxretrieval train` on all workers at once (jax.distributed initializes from the TPU environment).
 # A slice that is preempted while training (its state turns PREEMPTED) is deleted, created again and the same
-# command run again, which resumes from the run's newest checkpoint (output_dir must outlive the slice: gs://),
-# up to --max-restarts times (default 3).
+# command run again, which resumes from the run's newest checkpoint in gs://, up to --max-restarts times (default 3).
 #
 #   launch/tpu_pod.sh --name NAME --zone ZONE --accelerator-type v5litepod-16 --runtime v2-alpha-tpuv5-lite \
-#       [--project P] [--delete-on-exit] [--max-restarts N] [--dry-run] CONFIG [key=value ...]
+#       --stage gs://BUCKET/runs/NAME/launch [--project P] [--spot] [--delete-on-exit] [--max-restarts N] \
+#       [--dry-run] CONFIG [key=value ...]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-NAME="" ZONE="" TYPE="" RUNTIME="" PROJECT="" DELETE=0 DRY_RUN=0 RESTARTS=3
+NAME="" ZONE="" TYPE="" RUNTIME="" PROJECT="" STAGE="" SPOT=0 DELETE=0 DRY_RUN=0 RESTARTS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) NAME=$2; shift 2 ;;
@@ -19,34 +21,47 @@ while [ $# -gt 0 ]; do
     --accelerator-type) TYPE=$2; shift 2 ;;
     --runtime) RUNTIME=$2; shift 2 ;;
     --project) PROJECT=$2; shift 2 ;;
+    --stage) STAGE=${2%/}; shift 2 ;;
+    --spot) SPOT=1; shift ;;
     --delete-on-exit) DELETE=1; shift ;;
     --max-restarts) RESTARTS=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     --*) die "unknown option $1" ;;
     *) break ;;
   esac
 done
 [ $# -ge 1 ] || die "missing CONFIG (e.g. configs/scifact_mnrl.yaml)"
-for v in NAME ZONE TYPE RUNTIME; do [ -n "${!v}" ] || die "--$(echo $v | tr A-Z a-z | sed 's/type/accelerator-type/') is required"; done
+for v in NAME ZONE TYPE RUNTIME STAGE; do [ -n "${!v}" ] || die "--$(echo $v | tr A-Z a-z | sed 's/type/accelerator-type/') is required"; done
+[[ "$STAGE" == gs://* ]] || die "--stage must be a gs:// folder (the workers install from it), got $STAGE"
 CONFIG=$1; shift
 EXTRA=(--zone "$ZONE")
 [ -n "$PROJECT" ] && EXTRA+=(--project "$PROJECT")
 [[ "$RESTARTS" =~ ^[0-9]+$ ]] || die "--max-restarts takes a whole number, got $RESTARTS"
-TRAIN="set -o pipefail; cd ~/jaxretrieval && JAXRETRIEVAL_DISTRIBUTED=1 .venv/bin/jaxretrieval train $(printf '%q ' "$CONFIG" "$@")"
-SETUP="cd ~/jaxretrieval && python3 -m venv .venv && .venv/bin/pip install -q 'jax[tpu]' && .venv/bin/pip install -q -e ."
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+LOCAL=$(mktemp -d); trap 'rm -rf "$LOCAL"' EXIT
+# On each worker: ~/jaxretrieval holds the staged wheel and config, and a venv; the checkout is not copied.
+SETUP="mkdir -p ~/jaxretrieval && cd ~/jaxretrieval && gcloud storage cp $(printf '%q ' "$STAGE/*.whl" "$STAGE/config.yaml") . && python3 -m venv .venv && .venv/bin/pip install -q 'jax[tpu]' ./jaxretrieval-*.whl"
+TRAIN="set -o pipefail; cd ~/jaxretrieval && JAXRETRIEVAL_DISTRIBUTED=1 .venv/bin/jaxretrieval train config.yaml"
 
-create() { run gcloud compute tpus tpu-vm create "$NAME" "${EXTRA[@]}" --accelerator-type "$TYPE" --version "$RUNTIME"; }
-set_up() {
-  run gcloud compute tpus tpu-vm scp --recurse "$(cd "$(dirname "$0")/.." && pwd)" "$NAME":~/jaxretrieval \
-      --worker=all "${EXTRA[@]}"
-  run gcloud compute tpus tpu-vm ssh "$NAME" --worker=all "${EXTRA[@]}" --command "$SETUP"
+stage() {
+  run "$PYTHON" -m jaxretrieval.cli config "$CONFIG" "$@" --require-remote --out "$LOCAL/config.yaml"
+  run "$PYTHON" -m pip wheel -q --no-deps -w "$LOCAL/dist" "$REPO"
+  if [ "${DRY_RUN:-0}" = 1 ]; then run gcloud storage cp "$LOCAL/dist/*.whl" "$LOCAL/config.yaml" "$STAGE/"
+  else run gcloud storage cp "$LOCAL"/dist/*.whl "$LOCAL/config.yaml" "$STAGE/"; fi
 }
+create() {
+  local spot=(); [ "$SPOT" = 1 ] && spot=(--spot)
+  run gcloud compute tpus tpu-vm create "$NAME" "${EXTRA[@]}" --accelerator-type "$TYPE" --version "$RUNTIME" "${spot[@]}"
+}
+set_up() { run gcloud compute tpus tpu-vm ssh "$NAME" --worker=all "${EXTRA[@]}" --command "$SETUP"; }
 
+stage "$@"
 create
 if [ "$DELETE" = 1 ]; then
   if [ "$DRY_RUN" = 1 ]; then echo "# on exit:"; run gcloud compute tpus tpu-vm delete "$NAME" "${EXTRA[@]}" --quiet
-  else trap 'gcloud compute tpus tpu-vm delete "$NAME" "${EXTRA[@]}" --quiet' EXIT; fi
+  else trap 'rm -rf "$LOCAL"; gcloud compute tpus tpu-vm delete "$NAME" "${EXTRA[@]}" --quiet' EXIT; fi
 fi
 set_up
 for attempt in $(seq 0 "$RESTARTS"); do

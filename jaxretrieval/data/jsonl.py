@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Iterator
 
 from jaxretrieval.errors import InputError
-from jaxretrieval.files import atomic_file
+from jaxretrieval.files import atomic_file, upath
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its line ending) of a UTF-8 text file. Lines are decoded one by one, so
     a byte that is not UTF-8 is reported at its line, not as a decoder traceback from somewhere in the file."""
-    p = Path(path)
+    p = upath(path)
     if not p.exists():
         raise InputError("file not found", p)
     if p.is_dir():
         raise InputError("expected a file, got a directory", p)
-    with open(p, "rb") as f:
+    with p.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
@@ -60,7 +59,7 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     """Texts to encode: `.txt` gives one per line; `.jsonl` gives field `text`, with `title` + " " prepended if set.
     A `.jsonl` in the {query, pos, neg} training format is flattened: every query, positive and negative text
     once, in order of first appearance (so teacher vectors for distillation can come from training data)."""
-    p = Path(path)
+    p = upath(path)
     if p.suffix == ".jsonl":
         texts, seen = [], set()
         for lineno, obj in iter_jsonl(p):

@@ -116,6 +116,9 @@ class DenseBatchSource:
     doc_global_ids: np.ndarray | None = None
     plan_stream: int = 0  # mixed into the sampling seed: differs per process when each plans its own rows
     epoch_steps: int | None = None  # steps per epoch when set by the caller (prepared: min over processes)
+    # What the whole dataset is, when this process holds only a part (prepared shards): the same on every process,
+    # so each resumes a checkpoint they saved together.
+    dataset_identity: dict | None = None
     _plans: EpochCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
@@ -129,6 +132,8 @@ class DenseBatchSource:
 
     def fingerprint(self) -> dict:
         """What a checkpoint must have been trained on to be resumed with this source."""
+        if self.dataset_identity is not None:
+            return self.dataset_identity
         return {"examples": len(self.pairs), "queries": len(self.queries.offsets) - 1,
                 "docs": len(self.docs.offsets) - 1, "source": self.pairs.source}
 

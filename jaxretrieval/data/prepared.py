@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -31,14 +30,14 @@ from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 from jaxretrieval.data.tokenize import TextTokenizer
 from jaxretrieval.data.train_pairs import TrainPairs
 from jaxretrieval.errors import InputError
-from jaxretrieval.files import atomic_directory, require_free_output
+from jaxretrieval.files import UPath, atomic_directory, local_copy, require_free_output, upath
 
 MANIFEST = "dataset.json"
 FORMAT = "jaxretrieval.prepared/1"
 
 
 def is_prepared(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    return (upath(path) / MANIFEST).is_file()
 
 
 def tokenizer_fingerprint(tokenizer: TextTokenizer) -> str:
@@ -65,8 +64,8 @@ def _doc_features(table: TokenTable, ids: np.ndarray, prefix: str) -> dict:
 
 def prepare_shards(pairs: TrainPairs, tokenizer: TextTokenizer, out_dir: str | os.PathLike, num_shards: int,
                    max_query_length: int, max_doc_length: int, overwrite: bool = False) -> dict:
-    """Tokenize every text once and write the shards plus manifest. Written to a temporary directory beside
-    `out_dir` and renamed at the end, so an interrupted run leaves nothing that looks complete."""
+    """Tokenize every text once and write the shards plus manifest. Written to a temporary directory and moved
+    into `out_dir` (local or gs://) at the end, so an interrupted run leaves nothing that looks complete."""
     import tensorflow as tf
 
     if num_shards < 1:
@@ -100,7 +99,7 @@ def prepare_shards(pairs: TrainPairs, tokenizer: TextTokenizer, out_dir: str | o
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
-    f = Path(path) / MANIFEST
+    f = upath(path) / MANIFEST
     try:
         manifest = json.loads(f.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -110,7 +109,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
-def _check_shard_count(manifest: dict, where: Path, process_count: int) -> None:
+def _check_shard_count(manifest: dict, where: UPath, process_count: int) -> None:
     if len(manifest["shards"]) < process_count:
         raise InputError(f"prepared with {len(manifest['shards'])} shards, fewer than the {process_count} "
                          f"processes; prepare again with --shards >= {process_count}", where, field="shards")
@@ -161,7 +160,7 @@ def load_process_shards(path: str | os.PathLike, process_index: int, process_cou
     """This process's examples; reads only this process's shard files."""
     import tensorflow as tf
 
-    root = Path(path)
+    root = upath(path)
     manifest = read_manifest(root)
     shards = manifest["shards"]
     _check_shard_count(manifest, root / MANIFEST, process_count)
@@ -172,7 +171,7 @@ def load_process_shards(path: str | os.PathLike, process_index: int, process_cou
         if not file.is_file():
             raise InputError("shard listed in the manifest is missing", file)
         records = 0
-        for raw in tf.data.TFRecordDataset(str(file)).as_numpy_iterator():
+        for raw in tf.data.TFRecordDataset(str(local_copy(file))).as_numpy_iterator():  # gs://: fetched
             records += 1
             f = tf.train.Example.FromString(raw).features.feature
             get = lambda k: np.asarray(f[k].int64_list.value, np.int64)  # noqa: E731
@@ -194,7 +193,7 @@ def prepared_batch_source(path: str | os.PathLike, tokenizer: TextTokenizer, glo
                           num_negatives: int, seed: int, max_query_length: int, max_doc_length: int,
                           process_index: int, process_count: int) -> DenseBatchSource:
     """The batch source over this process's shards, after checking they match the model and config."""
-    manifest_path = Path(path) / MANIFEST
+    manifest_path = upath(path) / MANIFEST
     manifest = read_manifest(path)
     if manifest["tokenizer_fingerprint"] != tokenizer_fingerprint(tokenizer):
         raise InputError("prepared with a different tokenizer or prompts than model.path; prepare again",
@@ -220,4 +219,7 @@ def prepared_batch_source(path: str | os.PathLike, tokenizer: TextTokenizer, glo
     return DenseBatchSource(mine.pairs, mine.queries, mine.docs, local_batch, num_negatives, seed, manifest["pad_id"],
                             fixed_lengths=(manifest["max_query_length"], manifest["max_doc_length"]),
                             query_global_ids=mine.query_global_ids, doc_global_ids=mine.doc_global_ids,
-                            plan_stream=process_index + 1, epoch_steps=steps)
+                            plan_stream=process_index + 1, epoch_steps=steps,
+                            dataset_identity={"examples": manifest["examples"], "queries": manifest["num_queries"],
+                                              "docs": manifest["num_docs"], "source": str(upath(path)),
+                                              "tokenizer": manifest["tokenizer_fingerprint"]})

@@ -11,13 +11,13 @@ group's highest label (above label_min) are its positives, the rest its negative
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from jaxretrieval.data.jsonl import iter_jsonl, require_str
 from jaxretrieval.data.train_pairs import TextInterner, TrainPairs, read_pairs_jsonl, read_train_pairs
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import upath
 
 
 def _label(obj: dict, path, lineno: int, low: float, high: float) -> float:
@@ -32,7 +32,7 @@ def _label(obj: dict, path, lineno: int, low: float, high: float) -> float:
 
 def read_rerank_data(source: str | os.PathLike, label_min: float = 0.0, label_max: float = 1.0,
                      split: str = "train") -> TrainPairs:
-    p = Path(source)
+    p = upath(source)
     if p.is_dir() or p.suffix != ".jsonl":
         return read_train_pairs(p, split)
     first = next(iter_jsonl(p), (None, {}))[1]

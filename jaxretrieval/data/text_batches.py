@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from pathlib import Path
 
 import numpy as np
 
 from jaxretrieval.data.neighbour_batches import neighbour_grouped_order
 from jaxretrieval.data.pipeline import EpochCache, TokenTable, length_grouped_order
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import local_copy, upath
 from jaxretrieval.losses.distill import teacher_target
 
 
 def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
-    p = Path(path)
+    p = upath(path)
     if not p.exists():
         raise InputError("teacher vectors not found", p, field="distill.teacher_vectors")
     try:
-        vectors = np.load(p, mmap_mode="r")
+        vectors = np.load(local_copy(p), mmap_mode="r")  # memory-mapped: a gs:// file is fetched first
     except (ValueError, OSError, EOFError) as e:  # not .npy, truncated or empty, a directory
         raise InputError(f"not a readable NumPy .npy file: {e!r}", p, field="distill.teacher_vectors") from None
     if not isinstance(vectors, np.ndarray):  # an .npz archive
@@ -89,7 +89,7 @@ class TextBatchSource:
 
         return {"texts": len(self.student.offsets) - 1, "source": self.source,
                 "teacher_dim": sum(int(v.shape[1]) for v in self.teacher_vectors) or None,
-                "teachers": [Path(t).name for t in self.teachers],
+                "teachers": [upath(t).name for t in self.teachers],
                 "teacher_rows_crc32": [rows_checksum(v) for v in self.teacher_vectors],
                 "teacher_weights": self.teacher_weights}
 

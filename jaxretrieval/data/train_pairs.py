@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
 from jaxretrieval.data.beir import read_corpus, read_qrels, read_queries
 from jaxretrieval.data.jsonl import iter_jsonl, require_str
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import upath
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
 
 
 def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs:
-    d = Path(root)
+    d = upath(root)
     qrels_path = d / "qrels" / f"{split}.tsv"
     qrels = read_qrels(qrels_path)
     doc_ids, doc_texts = read_corpus(d / "corpus.jsonl")
@@ -147,7 +147,7 @@ def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs
 
 
 def read_train_pairs(source: str | os.PathLike, split: str = "train") -> TrainPairs:
-    p = Path(source)
+    p = upath(source)
     if p.is_dir():
         return read_pairs_beir(p, split)
     if p.suffix == ".jsonl":

@@ -4,13 +4,13 @@ MTEB and sentence-transformers report for STS-B (× 100 in their tables; a fract
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.data.jsonl import iter_lines
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import upath
 from jaxretrieval.inference import encode_texts
 
 
@@ -61,7 +61,7 @@ def evaluate_sts(loaded: LoadedEmbedder, path: str | os.PathLike, batch_size: in
     first, second, gold = read_sts(path)
     texts = list(dict.fromkeys(first + second))
     where = {t: i for i, t in enumerate(texts)}
-    vectors = encode_texts(loaded, texts, "doc", batch_size, progress, desc=f"sts {Path(path).name}",
+    vectors = encode_texts(loaded, texts, "doc", batch_size, progress, desc=f"sts {upath(path).name}",
                            all_dims=all_dims)
     by_dim = vectors if all_dims else {loaded.model.dim: vectors}
     out = {}

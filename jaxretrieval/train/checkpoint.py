@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -18,6 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxretrieval.errors import InputError
+from jaxretrieval.files import UPath, absolute, upath
 from jaxretrieval.models.params import param_name
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,8 @@ COMMIT_MARKER = "commit_success.txt"  # Orbax writes it when every file of a ste
 
 
 class Checkpoints:
-    def __init__(self, directory: str | Path, keep: int, save_every: int):
-        self.directory = Path(directory).absolute() / "checkpoints"
+    def __init__(self, directory: str | os.PathLike, keep: int, save_every: int):
+        self.directory = absolute(directory) / "checkpoints"  # local or gs://: Orbax writes both through epath
         self.manager = ocp.CheckpointManager(
             self.directory,
             # cleanup_tmp_directories: a save a kill cut off leaves a temporary folder; the next start removes it
@@ -86,7 +86,7 @@ class Checkpoints:
         why = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         aside = folder.with_name(f"{step}.damaged")
         if jax.process_index() == 0:
-            os.replace(folder, aside)
+            folder.rename(aside)
         print(f"checkpoint at step {step} cannot be read ({type(error).__name__}: {why}); moved to {aside}, trying "
               f"the previous one", flush=True)
         self.manager.reload()
@@ -99,8 +99,8 @@ class Checkpoints:
         self.manager.close()
 
 
-def checkpoint_steps(run_dir: str | Path) -> list[int]:
-    directory = Path(run_dir) / "checkpoints"
+def checkpoint_steps(run_dir: str | os.PathLike) -> list[int]:
+    directory = upath(run_dir) / "checkpoints"
     if not directory.is_dir():
         return []
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / COMMIT_MARKER).exists())
@@ -112,10 +112,10 @@ def _shapes(tree) -> dict[str, tuple[int, ...]]:
     return {param_name(path): tuple(getattr(leaf, "shape", ())) for path, leaf in flat}
 
 
-def find_checkpoint(path: str | Path) -> tuple[Path, int] | None:
+def find_checkpoint(path: str | os.PathLike) -> tuple[UPath, int] | None:
     """(run directory, step) for a run directory (its newest checkpoint) or RUN/checkpoints/STEP; None when
     `path` is neither (e.g. a model directory). A run directory without checkpoints is an error."""
-    p = Path(path)
+    p = upath(path)
     if not p.exists():
         raise InputError("checkpoint path does not exist", p)
     if p.name.isdigit() and p.parent.name == "checkpoints":
@@ -131,11 +131,11 @@ def find_checkpoint(path: str | Path) -> tuple[Path, int] | None:
     return None
 
 
-def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def restore_params(run_dir: str | os.PathLike, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The parameters of one checkpoint as a flat {"encoder.layers.0.query.kernel": array} dict, plus its meta,
     without knowing the optimizer: everything is restored onto one local device from the saved metadata, so
     this works on a machine with another device count than the one that trained (export, evaluation)."""
-    manager = ocp.CheckpointManager(Path(run_dir).absolute() / "checkpoints",
+    manager = ocp.CheckpointManager(absolute(run_dir) / "checkpoints",
                                     item_handlers={"state": ocp.StandardCheckpointHandler(),
                                                    "meta": ocp.JsonCheckpointHandler()})
     try:
@@ -147,7 +147,7 @@ def restore_params(run_dir: str | Path, step: int) -> tuple[dict[str, Any], dict
     except Exception as e:  # noqa: BLE001 -- one line for whatever Orbax found wrong with the files
         why = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise InputError(f"checkpoint cannot be read ({type(e).__name__}: {why})",
-                         Path(run_dir) / "checkpoints" / str(step)) from None
+                         upath(run_dir) / "checkpoints" / str(step)) from None
     finally:
         manager.close()
     # trainable and frozen parameters are stored apart (see train/loop.py); together they are the model

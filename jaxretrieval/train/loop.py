@@ -11,7 +11,6 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -22,10 +21,10 @@ import yaml
 from flax import nnx
 
 from jaxretrieval.bundles import Bundle
-from jaxretrieval.config import TrainConfig, changed_settings, config_to_dict
+from jaxretrieval.config import TrainConfig, changed_settings, config_paths, config_to_dict
 from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError, TrainingDiverged
-from jaxretrieval.files import atomic_file
+from jaxretrieval.files import UPath, atomic_file, check_storage, is_remote, upath
 from jaxretrieval.models.params import param_name, select_params
 from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
@@ -175,7 +174,8 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None, evaluator: Evaluato
     still follows the configured total: the resumed run must continue exactly as if never stopped. With an
     evaluator, the model is evaluated at step 0 (when eval_every > 0), every eval_every steps and at the end.
     SIGTERM / SIGINT stop the run after the current step with a checkpoint of it (train/run_control.py)."""
-    out = Path(cfg.output_dir)
+    check_output_dir(cfg)
+    out = upath(cfg.output_dir)
     resuming = bool(checkpoint_steps(out))  # read without writing: bad input must fail below with nothing created
     run = setup(cfg, resuming=resuming, evaluator=evaluator)
     lock = RunLock(out)
@@ -184,6 +184,18 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None, evaluator: Evaluato
         return _run(run, out, resuming, stop_at_step, evaluator)
     finally:
         lock.release()
+
+
+def check_output_dir(cfg: TrainConfig) -> None:
+    """Before anything is built: every gs:// bucket the config names can be reached, and a run of several processes
+    writes where all of them see the same files (their checkpoints are one checkpoint, written together)."""
+    for key, path in config_paths(cfg):
+        check_storage(path, field=key)
+    if jax.process_count() > 1 and not is_remote(cfg.output_dir) and not cfg.shared_filesystem:
+        raise InputError(f"{jax.process_count()} processes cannot share a local output_dir: each host would save "
+                         f"its own partial checkpoint. Use gs://BUCKET/RUN, or set shared_filesystem=true if this path "
+                         f"is one filesystem for every host (NFS, or all processes on one machine)", cfg.output_dir,
+                         field="output_dir")
 
 
 def _restore(checkpoints: Checkpoints, ts: TrainState, meta: dict[str, Any], cfg: TrainConfig):
@@ -207,7 +219,7 @@ def _restore(checkpoints: Checkpoints, ts: TrainState, meta: dict[str, Any], cfg
     return found[1], found[2]
 
 
-def _run(run: TrainSetup, out: Path, resuming: bool, stop_at_step: int | None, evaluator: Evaluator | None):
+def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, evaluator: Evaluator | None):
     cfg, source = run.cfg, run.source
     ts = init_train_state(run)
     state = ts.state
@@ -270,6 +282,7 @@ def _run(run: TrainSetup, out: Path, resuming: bool, stop_at_step: int | None, e
                 stop, due = agree(signals.requested is not None, due)
                 if checkpoints.save(step, state, meta, force=due):
                     last_save = time.monotonic()
+                    run_log.sync()  # a gs:// run's logs reach storage with each checkpoint, so a kill loses none
                 if stop:
                     summary["interrupted"] = signals.requested or "another process's signal"
                     break

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
+import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 PRINCIPAL_SAMPLE = 2048  # training texts whose pooled vectors give head_init=principal its directions
 
 
-def load_checkpoint_params(model, run_dir: Path, step: int, require_all: bool = False,
+def load_checkpoint_params(model, run_dir: os.PathLike, step: int, require_all: bool = False,
                            keep_fresh: frozenset[str] = frozenset()) -> list[str]:
     """Copy a checkpoint's parameters into `model` by name, except those in `keep_fresh` (their saved shape may
     differ too). Returns the names left as initialized: those the checkpoint lacked (new heads of a later stage)

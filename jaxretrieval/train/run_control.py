@@ -15,17 +15,16 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
 from jaxretrieval.errors import InputError
-from jaxretrieval.files import atomic_file
+from jaxretrieval.files import atomic_file, create_exclusive, upath
 
 STATUS_FILE = "run_status.json"  # {"status": "running" | "finished" | "interrupted" | "diverged", "step": N, ...}
 LOCK_FILE = ".lock"
-HEARTBEAT_S = 30.0  # the lock holder touches the lock this often; a lock silent for 4 beats is stale
+HEARTBEAT_S = 30.0  # the lock holder rewrites its heartbeat this often; a lock silent for 4 beats is stale
 
 
 class StopSignals:
@@ -70,53 +69,50 @@ def agree(*flags: bool) -> list[bool]:
     return [bool(f) for f in np.max(multihost_utils.process_allgather(mine), axis=0)]
 
 
-def write_status(output_dir: Path, status: str, step: int, **extra) -> None:
+def write_status(output_dir: str | os.PathLike, status: str, step: int, **extra) -> None:
     if jax.process_index() != 0:
         return
-    with atomic_file(output_dir / STATUS_FILE, "w") as f:
+    with atomic_file(upath(output_dir) / STATUS_FILE, "w") as f:
         json.dump({"status": status, "step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}, f)
         f.write("\n")
 
 
-def read_status(output_dir: Path) -> dict | None:
-    path = Path(output_dir) / STATUS_FILE
+def read_status(output_dir: str | os.PathLike) -> dict | None:
+    path = upath(output_dir) / STATUS_FILE
     return json.loads(path.read_text()) if path.exists() else None
 
 
 class RunLock:
-    """One trainer per output_dir: process 0 holds `output_dir/.lock` (host, pid, start time) and touches it every
-    HEARTBEAT_S seconds. A second trainer refuses in one line; a lock whose process is gone (same host) or whose
-    heartbeat stopped (another host) is stale and taken over with a warning."""
+    """One trainer per output_dir (local or gs://): process 0 creates `output_dir/.lock` (host, pid, start time,
+    heartbeat) only if absent, and rewrites its heartbeat every HEARTBEAT_S seconds. A second trainer refuses in one
+    line; a lock whose process is gone (same host) or whose heartbeat stopped (another host) is stale and taken
+    over with a warning."""
 
-    def __init__(self, output_dir: Path):
-        self.path = Path(output_dir) / LOCK_FILE
+    def __init__(self, output_dir: str | os.PathLike):
+        self.path = upath(output_dir) / LOCK_FILE
         self._stop = threading.Event()
         self._thread = None
         self.held = False
+        self._me: dict = {}
 
     def acquire(self) -> None:
         if jax.process_index() != 0:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self._me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "beat": time.time()}
         for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and not self._stale(holder):
-                    raise InputError(f"another trainer is writing this run (host {holder.get('host')}, pid "
-                                     f"{holder.get('pid')}, since {holder.get('since')}); wait for it to end or "
-                                     f"use another output_dir", self.path.parent, field="output_dir") from None
-                print(f"warning: taking over a stale lock ({holder})", file=sys.stderr)
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            self._thread = threading.Thread(target=self._beat, daemon=True)
-            self._thread.start()
-            return
+            if create_exclusive(self.path, json.dumps(self._me)):
+                self.held = True
+                self._thread = threading.Thread(target=self._beat, daemon=True)
+                self._thread.start()
+                return
+            holder = self._holder()
+            if holder is not None and not self._stale(holder):
+                raise InputError(f"another trainer is writing this run (host {holder.get('host')}, pid "
+                                 f"{holder.get('pid')}, since {holder.get('since')}); wait for it to end or "
+                                 f"use another output_dir", self.path.parent, field="output_dir")
+            print(f"warning: taking over a stale lock ({holder})", file=sys.stderr)
+            self.path.unlink(missing_ok=True)
         raise InputError("could not take the run's lock", self.path)
 
     def _holder(self) -> dict | None:
@@ -125,7 +121,8 @@ class RunLock:
         except (OSError, json.JSONDecodeError):
             return None  # half written or just removed: treat as stale
 
-    def _stale(self, holder: dict) -> bool:
+    @staticmethod
+    def _stale(holder: dict) -> bool:
         if holder.get("host") == socket.gethostname():
             try:
                 os.kill(int(holder.get("pid", -1)), 0)
@@ -134,21 +131,21 @@ class RunLock:
             except PermissionError:
                 return False
             return False
-        try:
-            return time.time() - self.path.stat().st_mtime > 4 * HEARTBEAT_S
-        except FileNotFoundError:
-            return True
+        # another host: its heartbeat, by its clock (hosts of one pod or cluster keep NTP time)
+        return time.time() - float(holder.get("beat", 0)) > 4 * HEARTBEAT_S
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             try:
-                os.utime(self.path)
-            except FileNotFoundError:
+                with atomic_file(self.path, "w") as f:
+                    json.dump({**self._me, "beat": time.time()}, f)
+            except OSError:
                 return
 
     def release(self) -> None:
         if not self.held:
             return
         self._stop.set()
+        self._thread.join()  # a heartbeat being written must land before the lock goes
         self.path.unlink(missing_ok=True)
         self.held = False

@@ -1,10 +1,17 @@
 """What a person watching a run wants: a progress bar, metrics.jsonl, TensorBoard events and a final PNG plot.
-Only process 0 writes."""
+Only process 0 writes.
+
+Object storage has no append, so for a gs:// output_dir the log is kept in a local folder and uploaded whole every
+SYNC_S seconds and at the end (files.upload replaces each object at once); a resumed run first downloads the
+metrics.jsonl it continues."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,18 +19,24 @@ from typing import Any
 import jax
 from tqdm import tqdm
 
-from jaxretrieval.files import atomic_file
+from jaxretrieval.files import atomic_file, is_remote, local_copy, upath, upload
+
+SYNC_S = 30.0  # a remote run's logs are uploaded this often (GCS allows about one write per second per object)
 
 
 class RunLog:
-    def __init__(self, output_dir: str | Path, start_step: int, total_steps: int):
-        self.dir = Path(output_dir)
+    def __init__(self, output_dir: str | os.PathLike, start_step: int, total_steps: int):
+        self.out = upath(output_dir)
+        self.remote = is_remote(output_dir)
         self.enabled = jax.process_index() == 0
         self.start_step, self.total_steps = start_step, total_steps
-        self._t0 = time.perf_counter()
+        self._t0 = self._synced = time.perf_counter()
         self._bar = self._tb = None
         if not self.enabled:
             return
+        self.dir = Path(tempfile.mkdtemp(prefix="jaxretrieval-log-")) if self.remote else Path(self.out)
+        if self.remote and (self.out / "metrics.jsonl").exists():
+            shutil.copyfile(local_copy(self.out / "metrics.jsonl"), self.dir / "metrics.jsonl")
         drop_replayed_steps(self.dir / "metrics.jsonl", start_step)
         self._jsonl = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,
@@ -53,6 +66,16 @@ class RunLog:
             except Exception as e:  # e.g. the tensorboard package missing: keep training, say so once
                 print(f"warning: TensorBoard logging disabled ({e})", file=sys.stderr)
                 self._tb = None
+        if self.remote and time.perf_counter() - self._synced >= SYNC_S:
+            self.sync()
+
+    def sync(self) -> None:
+        """Upload the local log folder of a gs:// run (every file, each replaced whole)."""
+        if not (self.enabled and self.remote):
+            return
+        for file in sorted(p for p in self.dir.rglob("*") if p.is_file()):
+            upload(file, self.out / file.relative_to(self.dir).as_posix())
+        self._synced = time.perf_counter()
 
     def progress(self, step: int, loss: float) -> None:
         if self._bar is None:
@@ -70,6 +93,9 @@ class RunLog:
         if self._tb is not None:
             self._tb.close()
         plot_metrics(self.dir / "metrics.jsonl", self.dir / "metrics.png")
+        if self.remote:
+            self.sync()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def drop_replayed_steps(jsonl: Path, start_step: int) -> None:

@@ -43,3 +43,20 @@ def test_bytes_that_are_not_utf8_name_their_line(tmp_path):
     path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
     with pytest.raises(InputError, match=r"latin1.jsonl:2: not UTF-8 text \(byte 0xe9 at column 14\)"):
         list(iter_jsonl(path))
+
+
+def test_gs_files_read_and_write_like_local_ones(gcs):
+    url = gcs.url("r.jsonl")
+    records = [{"query": "ünïcode", "pos": ["a"]}, {"query": "b", "pos": ["c"]}]
+    write_jsonl(url, records)
+    assert [obj for _, obj in iter_jsonl(url)] == records
+    assert read_texts(url) == ["ünïcode", "a", "b", "c"]
+    from jaxretrieval.files import upath
+
+    bad = gcs.url("latin1.jsonl")
+    with upath(bad).open("wb") as f:
+        f.write(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=rf"{bad}:2: not UTF-8 text"):
+        list(iter_jsonl(bad))
+    with pytest.raises(InputError, match="file not found"):
+        list(iter_jsonl(gcs.url("absent.jsonl")))

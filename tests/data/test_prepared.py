@@ -51,6 +51,9 @@ def test_processes_build_equal_shapes_with_global_ids(prepared):
     assert batches[0]["query_ids"].shape == (4, 16) and batches[0]["neg_ids"].shape == (4, 2, 24)
     # different processes draw different examples
     assert not np.array_equal(batches[0]["query_text"], batches[1]["query_text"])
+    # but they name the same dataset, so all of them resume the checkpoint they saved together
+    assert sources[0].fingerprint() == sources[1].fingerprint()
+    assert sources[0].fingerprint()["examples"] == read_manifest(out)["examples"]
 
 
 def test_bad_prepared_inputs(prepared, tmp_path):

@@ -163,7 +163,8 @@ def test_sigterm_on_one_of_two_processes_stops_both_at_the_same_step(tiny, tmp_p
     root, model, data, _, _ = tiny
     config = tmp_path / "two.yaml"
     config.write_text(f"model:\n  path: {model}\ndata:\n  train: {data}\n  num_negatives: 1\nbatch_size: 8\n"
-                      f"learning_rate: 1.0e-3\nsteps: {STEPS}\nsave_every: 100\nlog_every: 1\n")
+                      f"learning_rate: 1.0e-3\nsteps: {STEPS}\nsave_every: 100\nlog_every: 1\n"
+                      "shared_filesystem: true\n")  # both processes on this machine
     out = tmp_path / "two"
     port = 20000 + os.getpid() % 20000
     procs = [subprocess.Popen(_cmd(config, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

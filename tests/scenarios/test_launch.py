@@ -1,7 +1,9 @@
 """Launch scripts: --dry-run prints the exact commands (and runs nothing); bad arguments fail clearly."""
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,19 +15,42 @@ def _run(script, *args):
     return subprocess.run(["bash", str(LAUNCH / script), *args], capture_output=True, text=True, timeout=60)
 
 
+POD = ["--name", "pod1", "--zone", "us-central2-b", "--accelerator-type", "v4-16", "--runtime",
+       "tpu-ubuntu2204-base", "--project", "proj", "--stage", "gs://b/runs/x/launch"]
+
+
 def test_tpu_pod_dry_run_prints_every_step():
-    r = _run("tpu_pod.sh", "--name", "pod1", "--zone", "us-central2-b", "--accelerator-type", "v4-16",
-             "--runtime", "tpu-ubuntu2204-base", "--project", "proj", "--delete-on-exit", "--dry-run",
-             "configs/scifact_mnrl.yaml", "steps=10")
+    r = _run("tpu_pod.sh", *POD, "--spot", "--delete-on-exit", "--dry-run", "configs/scifact_mnrl.yaml", "steps=10")
     assert r.returncode == 0, r.stderr
     lines = [x for x in r.stdout.splitlines() if x.startswith("+ ")]
-    assert lines[0].startswith("+ gcloud compute tpus tpu-vm create pod1 --zone us-central2-b --project proj "
-                               "--accelerator-type v4-16 --version tpu-ubuntu2204-base")
-    assert "tpu-vm delete pod1" in lines[1] and "--quiet" in lines[1]
-    assert "tpu-vm scp --recurse" in lines[2] and "--worker=all" in lines[2]
-    assert "jax\\[tpu\\]" in lines[3] and "--worker=all" in lines[3]
-    assert "JAXRETRIEVAL_DISTRIBUTED=1" in lines[4] and "jaxretrieval\\ train\\ configs/scifact_mnrl.yaml\\ steps=10" \
-        in lines[4] and "tee" in lines[4]
+    assert " -m jaxretrieval.cli config configs/scifact_mnrl.yaml steps=10 --require-remote --out " in lines[0]
+    assert " -m pip wheel -q --no-deps -w " in lines[1]
+    assert lines[2].startswith("+ gcloud storage cp ") and lines[2].endswith(" gs://b/runs/x/launch/")
+    assert lines[3].startswith("+ gcloud compute tpus tpu-vm create pod1 --zone us-central2-b --project proj "
+                               "--accelerator-type v4-16 --version tpu-ubuntu2204-base --spot")
+    assert "tpu-vm delete pod1" in lines[4] and "--quiet" in lines[4]
+    setup, train = lines[5], lines[6]
+    assert "--worker=all" in setup and "gs://b/runs/x/launch/" in setup and "jax\\[tpu\\]" in setup
+    assert "jaxretrieval-\\*.whl" in setup  # installed from the staged wheel, not from a copied checkout
+    assert "--worker=all" in train and "JAXRETRIEVAL_DISTRIBUTED=1" in train
+    assert "jaxretrieval\\ train\\ config.yaml" in train and "tee" in train
+
+
+def test_staging_resolves_the_config_and_refuses_local_paths(tmp_path):
+    """What the launcher stages: the config with its base: and overrides applied; every path must be gs://."""
+    import yaml
+
+    from jaxretrieval.cli import main
+
+    config = tmp_path / "pod.yaml"
+    config.write_text("model:\n  path: gs://b/models/minilm\ndata:\n  train: gs://b/data/train.jsonl\n"
+                      "output_dir: gs://b/runs/x\n")
+    out = tmp_path / "resolved.yaml"
+    assert main(["config", str(config), "steps=7", "--require-remote", "--out", str(out)]) == 0
+    resolved = yaml.safe_load(out.read_text())
+    assert resolved["steps"] == 7 and resolved["model"]["path"] == "gs://b/models/minilm"
+    assert main(["config", str(config), f"eval.data={tmp_path}", "--require-remote", "--out", str(out)]) == 2
+    assert yaml.safe_load(out.read_text())["steps"] == 7  # the refused call wrote nothing
 
 
 @pytest.mark.parametrize("script,expect", [("gpu.sh", "jax\\[cuda12\\]"), ("local.sh", "pip install -q -e .")])
@@ -39,6 +64,8 @@ def test_gpu_and_local_dry_runs(script, expect):
 def test_bad_arguments():
     r = _run("tpu_pod.sh", "--dry-run", "configs/x.yaml")
     assert r.returncode == 2 and "--name is required" in r.stderr
+    r = _run("tpu_pod.sh", *POD[:-1], "/tmp/local", "--dry-run", "configs/x.yaml")
+    assert r.returncode == 2 and "--stage must be a gs:// folder" in r.stderr
     r = _run("tpu_pod.sh", "--bogus")
     assert r.returncode == 2 and "unknown option --bogus" in r.stderr
     r = _run("gpu.sh", "--dry-run")
@@ -59,13 +86,52 @@ case "$*" in
 esac
 """)
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    config = tmp_path / "pod.yaml"
+    config.write_text("model:\n  path: gs://b/model\ndata:\n  train: gs://b/train.jsonl\n")
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "PYTHON": sys.executable}
     r = subprocess.run(["bash", str(LAUNCH / "tpu_pod.sh"), "--name", "p", "--zone", "z", "--accelerator-type", "t",
-                        "--runtime", "r", "configs/x.yaml", "output_dir=gs://b/run"], capture_output=True, text=True,
-                       timeout=60, env=env)
+                        "--runtime", "r", "--stage", "gs://b/run/launch", str(config), "output_dir=gs://b/run"],
+                       capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     calls = [c.split(" --")[0] for c in log.read_text().splitlines()]
     assert calls.count("compute tpus tpu-vm create p") == 2 and calls.count("compute tpus tpu-vm delete p") == 1
     trains = [c for c in log.read_text().splitlines() if "jaxretrieval train" in c]
     assert len(trains) == 2 and trains[0] == trains[1]  # the same command: it resumes from the checkpoint
     assert "was preempted: creating it again and resuming (1 of 3)" in r.stderr
+    staged = [c for c in log.read_text().splitlines() if c.startswith("storage cp")]
+    assert len(staged) == 1 and ".whl" in staged[0] and "config.yaml" in staged[0]  # staged once, before the slice
+
+
+def test_slurm_job_runs_one_process_per_node_with_jax_distributed_from_slurm(tmp_path):
+    """A fake srun starts the job step as SLURM would on two nodes (here both on this machine): the same command,
+    with SLURM_PROCID 0 and 1 and the step's node list; jax.distributed reads those and the two processes train as
+    one run (a second independent trainer would be refused by the run's lock)."""
+    from hf_tiny import tiny_embedder_dir, tiny_pairs_jsonl
+
+    model = tiny_embedder_dir(tmp_path / "model")
+    data = tiny_pairs_jsonl(tmp_path / "d.jsonl", rows=32, negatives=2)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model:\n  path: {model}\ndata:\n  train: {data}\n  num_negatives: 1\nbatch_size: 8\n"
+                      "steps: 2\nsave_every: 2\nshared_filesystem: true\n")
+    srun = tmp_path / "bin" / "srun"
+    srun.parent.mkdir()
+    srun.write_text("""#!/usr/bin/env bash
+while [[ "$1" == --* ]]; do shift; done  # srun's own options
+for i in 0 1; do
+  SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_NTASKS=2 SLURM_STEP_NUM_NODES=2 SLURM_STEP_NODELIST=localhost "$@" \
+    > "$LOGS/task$i.log" 2>&1 &
+done
+wait -n && wait -n
+""")
+    srun.chmod(0o755)
+    env = {**os.environ, "PATH": f"{srun.parent}:{os.environ['PATH']}", "LOGS": str(tmp_path),
+           "SLURM_JOB_ID": str(1000 + os.getpid() % 3000), "JAXRETRIEVAL_VENV": str(Path(sys.executable).parents[1]),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env.pop("JAX_COORDINATOR_ADDRESS", None)
+    r = subprocess.run(["bash", str(LAUNCH / "slurm.sbatch"), str(config), f"output_dir={tmp_path / 'run'}"],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=LAUNCH.parent)
+    logs = "".join((tmp_path / f"task{i}.log").read_text()[-1500:] for i in range(2))
+    assert r.returncode == 0, r.stderr + logs
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()) == ["2"]
+    summary = json.loads((tmp_path / "task0.log").read_text().strip().splitlines()[-1])
+    assert summary["step"] == 2

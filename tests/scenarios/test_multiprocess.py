@@ -21,7 +21,8 @@ def _free_port() -> int:
 def _train(config, out, steps, processes, devices_per_process):
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
            "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "jaxretrieval.cli", "train", str(config), f"output_dir={out}", f"steps={steps}"]
+    cmd = [sys.executable, "-m", "jaxretrieval.cli", "train", str(config), f"output_dir={out}", f"steps={steps}",
+           "shared_filesystem=true"]  # both processes run on this machine: one filesystem
     if processes == 1:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
