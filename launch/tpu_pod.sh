@@ -39,7 +39,7 @@ EXTRA=(--zone "$ZONE")
 [ -n "$PROJECT" ] && EXTRA+=(--project "$PROJECT")
 [[ "$RESTARTS" =~ ^[0-9]+$ ]] || die "--max-restarts takes a whole number, got $RESTARTS"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}  # one with this package installed
 LOCAL=$(mktemp -d); trap 'rm -rf "$LOCAL"' EXIT
 # On each worker: ~/jaxretrieval holds the staged wheel and config, and a venv; the checkout is not copied.
 SETUP="mkdir -p ~/jaxretrieval && cd ~/jaxretrieval && gcloud storage cp $(printf '%q ' "$STAGE/*.whl" "$STAGE/config.yaml") . && python3 -m venv .venv && .venv/bin/pip install -q 'jax[tpu]' ./jaxretrieval-*.whl"

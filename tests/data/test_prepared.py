@@ -74,3 +74,21 @@ def test_bad_prepared_inputs(prepared, tmp_path):
         (broken / s["file"]).write_bytes((out / s["file"]).read_bytes())
     with pytest.raises(InputError, match="shard has 10 records, the manifest says 11"):
         load_process_shards(broken, 0, 1)
+
+
+def test_a_missing_shard_or_another_tokenizer_is_one_line(prepared, tmp_path):
+    model, _, out = prepared
+    tok = load_embedder(model).tokenizer
+    manifest = read_manifest(out)
+    gap = tmp_path / "gap"
+    gap.mkdir()
+    (gap / "dataset.json").write_text(json.dumps(manifest))
+    for s in manifest["shards"][1:]:  # shard 0 never arrived
+        (gap / s["file"]).write_bytes((out / s["file"]).read_bytes())
+    with pytest.raises(InputError, match=rf"{manifest['shards'][0]['file']}: shard listed in the manifest is missing"):
+        prepared_batch_source(gap, tok, 8, 2, 0, 16, 24, 0, 1)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dataset.json").write_text(json.dumps({**manifest, "tokenizer_fingerprint": "0123456789abcdef"}))
+    with pytest.raises(InputError, match=r"dataset.json \[tokenizer_fingerprint\]: prepared with a different tokenizer"):
+        prepared_batch_source(other, tok, 8, 2, 0, 16, 24, 0, 1)

@@ -165,3 +165,18 @@ def test_time_based_checkpoints(tmp_path, setup):
     assert checkpoint_steps(tmp_path / "timed") == [1, 2, 3, 4]  # every step is past its minute budget
     train(_cfg(tmp_path / "final", model, data, "steps=4", "save_every=0", "keep_checkpoints=10"))
     assert checkpoint_steps(tmp_path / "final") == [4]
+
+
+def test_several_processes_need_an_output_dir_they_all_see(tmp_path, monkeypatch, gcs):
+    from jaxretrieval.train import loop
+
+    cfg = load_config(None, [f"output_dir={tmp_path / 'run'}", "model.path=m", "data.train=d.jsonl"])
+    loop.check_output_dir(cfg)  # one process: any path
+    monkeypatch.setattr(loop.jax, "process_count", lambda: 2)
+    with pytest.raises(InputError, match=r"run \[output_dir\]: 2 processes cannot share a local output_dir"):
+        loop.check_output_dir(cfg)
+    cfg.shared_filesystem = True  # NFS, or every process on this machine
+    loop.check_output_dir(cfg)
+    cfg.shared_filesystem, cfg.output_dir = False, "gs://no-such-bucket-jaxretrieval/run"
+    with pytest.raises(InputError, match=r"\[output_dir\]: bucket 'no-such-bucket-jaxretrieval' does not exist"):
+        loop.check_output_dir(cfg)
