@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import os
+import posixpath
 import types
 import typing
 from typing import Any
@@ -397,8 +398,15 @@ def read_config_file(path: str | os.PathLike) -> list[tuple[UPath, dict[str, Any
             return chain[::-1]
         if not isinstance(base, str) or not base:
             raise InputError(f"base must be the path of another config file, got {base!r}", p, field="base")
-        p = upath(base) if "://" in base else p.parent / base if "://" in str(p) else absolute(
-            os.path.normpath(os.path.join(str(p.parent), base)))
+        p = upath(base) if "://" in base else absolute(_join(str(p.parent), base))
+
+
+def _join(folder: str, relative: str) -> str:
+    """`relative` (with any ..) resolved against a local folder or a gs:// one."""
+    scheme, sep, rest = folder.partition("://")
+    if sep:
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, relative))}"
+    return os.path.normpath(os.path.join(folder, relative))
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:

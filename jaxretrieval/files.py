@@ -10,8 +10,9 @@ Libraries that only take local files (tokenizers, safetensors, memory-mapped .np
 
 Outputs are never seen half written. Locally, a file or directory is written beside its target under a hidden
 temporary name and renamed into place (atomic within one POSIX directory). On GCS every object is replaced whole by
-its upload, so a file is written locally and uploaded when complete; a directory is built locally and uploaded
-file by file after it is complete, its old objects removed only then.
+its upload, so a file is written locally and uploaded when complete. GCS has no folders to rename: a directory is
+built locally, the old one (if replacing was allowed) removed, and the files uploaded with the top-level .json files
+that mark a model or dataset last, so a folder whose upload was cut off never looks complete.
 """
 
 from __future__ import annotations
@@ -109,37 +110,49 @@ def read_text(path: str | os.PathLike) -> str:
 
 def local_copy(path: str | os.PathLike) -> Path:
     """A local path to read `path` from: itself when local; for gs://, a copy of the file or folder in the cache
-    (JAXRETRIEVAL_CACHE_DIR, default ~/.cache/jaxretrieval/remote), fetched again only for files whose size or
-    update time changed. Each file lands by rename, so processes sharing a host may fetch the same path at once."""
+    (JAXRETRIEVAL_CACHE_DIR, default ~/.cache/jaxretrieval/remote), fetched again only for objects whose
+    generation changed, and without the files the remote folder no longer has. Each file lands by rename, so
+    processes sharing a host may fetch the same path at once."""
     if not is_remote(path):
         return Path(os.path.expanduser(os.fspath(path)))
     remote = upath(path)
     key = os.fspath(remote)[len(REMOTE_PREFIX):].rstrip("/")
     cache = Path(os.environ.get(CACHE_ENV) or "~/.cache/jaxretrieval").expanduser()
     local, stamps = cache / "remote" / key, cache / "remote-stamps" / key  # stamps apart: a copy holds only files
+    fs = _gcs()
     if not remote.exists():
         raise InputError("not found", os.fspath(remote))
     if not remote.is_dir():
-        _fetch(remote, local, stamps.with_name(stamps.name + ".json"))
+        _fetch(fs, key, fs.info(key), local, stamps.with_name(stamps.name + ".json"))
         return local
-    for top, _, names in remote.walk():
-        rel = os.path.relpath(os.fspath(top).removeprefix(REMOTE_PREFIX), key)
-        for name in names:
-            _fetch(upath(REMOTE_PREFIX + os.path.normpath(os.path.join(key, rel, name))), local / rel / name,
-                   stamps / rel / f"{name}.json")
+    objects = {name: info for name, info in fs.find(key, detail=True).items() if not name.endswith("/")}
+    wanted = set()
+    for name, info in objects.items():
+        rel = os.path.relpath(name, key)
+        wanted.add(rel)
+        _fetch(fs, name, info, local / rel, stamps / f"{rel}.json")
+    for old in [p for p in local.rglob("*") if p.is_file()] if local.exists() else []:
+        if old.relative_to(local).as_posix() not in wanted:  # deleted or renamed remotely since the last copy
+            old.unlink(missing_ok=True)
     return local
 
 
-def _fetch(remote: epath.Path, local: Path, stamp: Path) -> None:
-    stat = remote.stat()
-    want = {"size": stat.length, "mtime": stat.mtime}
+def _gcs():
+    import fsspec
+
+    storage_environment()
+    return fsspec.filesystem("gs")
+
+
+def _fetch(fs, name: str, info: dict, local: Path, stamp: Path) -> None:
+    want = {"size": info.get("size"), "generation": str(info.get("generation") or info.get("mtime") or "")}
     if local.exists() and stamp.exists() and json.loads(stamp.read_text()) == want:
         return
     local.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out, remote.open("rb") as src:
-            shutil.copyfileobj(src, out, 8 << 20)
+        fs.get_file(name, tmp)
         os.replace(tmp, local)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -156,10 +169,10 @@ def _write_local_atomic(path: Path, text: str) -> None:
 
 
 def upload(local: str | os.PathLike, remote: str | os.PathLike) -> None:
-    """Copy one local file to a path (local or gs://), replacing it whole."""
-    target = upath(remote)
-    with open(local, "rb") as src, target.open("wb") as out:
-        shutil.copyfileobj(src, out, 8 << 20)
+    """Copy one local file to a gs:// path, replacing the object whole: an upload cut off leaves the old object."""
+    if not is_remote(remote):
+        raise ValueError(f"upload() writes gs:// objects, not {remote}")
+    _gcs().put_file(os.fspath(local), os.fspath(upath(remote)))
 
 
 def create_exclusive(path: str | os.PathLike, text: str) -> bool:
@@ -167,13 +180,11 @@ def create_exclusive(path: str | os.PathLike, text: str) -> bool:
     an upload with the precondition "no object of this name" (ifGenerationMatch=0), so of two hosts racing for
     the same name exactly one wins."""
     if is_remote(path):
-        import fsspec
-
         target = upath(path)
         if target.exists():
             return False
         try:
-            with fsspec.filesystem("gs").open(os.fspath(target), "xb") as f:
+            with _gcs().open(os.fspath(target), "xb") as f:
                 f.write(text.encode())
         except FileExistsError:
             return False
@@ -223,8 +234,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             yield tmp
             if out.exists():
                 out.rmtree()
-            for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                upload(file, out / file.relative_to(tmp).as_posix())
+            # the top-level .json files last: they are what readers look for (dataset.json, modules.json,
+            # config.json), so a folder whose upload was cut off never looks complete
+            files = sorted((p.parent == tmp and p.suffix == ".json", p.as_posix()) for p in tmp.rglob("*")
+                           if p.is_file())
+            for _, file in files:
+                upload(file, out / Path(file).relative_to(tmp).as_posix())
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return

@@ -41,15 +41,17 @@ EXTRA=(--zone "$ZONE")
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}  # one with this package installed
 LOCAL=$(mktemp -d); trap 'rm -rf "$LOCAL"' EXIT
-# On each worker: ~/jaxretrieval holds the staged wheel and config, and a venv; the checkout is not copied.
-SETUP="mkdir -p ~/jaxretrieval && cd ~/jaxretrieval && gcloud storage cp $(printf '%q ' "$STAGE/*.whl" "$STAGE/config.yaml") . && python3 -m venv .venv && .venv/bin/pip install -q 'jax[tpu]' ./jaxretrieval-*.whl"
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/pyproject.toml")
+WHEEL="jaxretrieval-$VERSION-py3-none-any.whl"  # named exactly: an older wheel left in STAGE is never installed
+# On each worker: ~/jaxretrieval holds the staged wheel and config, and a venv; the checkout is not copied. uv
+# makes the venv because TPU VM images may ship a Python older than the package needs (>= 3.11) and no venv module.
+SETUP="mkdir -p ~/jaxretrieval && cd ~/jaxretrieval && gcloud storage cp $(printf '%q ' "$STAGE/$WHEEL" "$STAGE/config.yaml") . && python3 -m pip install -q --user uv && ~/.local/bin/uv venv -q -p 3.11 .venv && ~/.local/bin/uv pip install -q -p .venv 'jax[tpu]' ./$WHEEL"
 TRAIN="set -o pipefail; cd ~/jaxretrieval && JAXRETRIEVAL_DISTRIBUTED=1 .venv/bin/jaxretrieval train config.yaml"
 
 stage() {
   run "$PYTHON" -m jaxretrieval.cli config "$CONFIG" "$@" --require-remote --out "$LOCAL/config.yaml"
   run "$PYTHON" -m pip wheel -q --no-deps -w "$LOCAL/dist" "$REPO"
-  if [ "${DRY_RUN:-0}" = 1 ]; then run gcloud storage cp "$LOCAL/dist/*.whl" "$LOCAL/config.yaml" "$STAGE/"
-  else run gcloud storage cp "$LOCAL"/dist/*.whl "$LOCAL/config.yaml" "$STAGE/"; fi
+  run gcloud storage cp "$LOCAL/dist/$WHEEL" "$LOCAL/config.yaml" "$STAGE/"
 }
 create() {
   local spot=(); [ "$SPOT" = 1 ] && spot=(--spot)

@@ -73,7 +73,7 @@ def test_gs_paths_read_write_and_refuse_other_schemes(gcs, tmp_path):
 
 
 def test_gs_directories_replace_whole_and_copy_back_changed_files(gcs, tmp_path):
-    from jaxretrieval.files import local_copy
+    from jaxretrieval.files import local_copy, upath
 
     url = gcs.url("model")
     with atomic_directory(url) as tmp:
@@ -91,11 +91,34 @@ def test_gs_directories_replace_whole_and_copy_back_changed_files(gcs, tmp_path)
     assert (local / "a.txt").read_text() == "A"
     with atomic_file(f"{url}/a.txt", "w") as f:
         f.write("changed")
-    assert (local_copy(url) / "a.txt").read_text() == "changed"  # fetched again: its size changed
+    assert (local_copy(url) / "a.txt").read_text() == "changed"  # fetched again: a new generation
+    upath(f"{url}/sub/b.txt").unlink()
+    assert sorted(str(p.relative_to(local)) for p in local_copy(url).rglob("*") if p.is_file()) == ["a.txt"]
     fresh = gcs.url("fresh")
     assert str(require_free_output(fresh, overwrite=False)) == fresh
     with pytest.raises(InputError, match="not empty"):
         require_free_output(url, overwrite=False)
+
+
+def test_an_interrupted_gs_directory_upload_never_looks_complete(gcs, monkeypatch):
+    from jaxretrieval import files
+
+    url, sent = gcs.url("prepared"), []
+    real = files.upload
+
+    def failing_after_two(local, remote):
+        if len(sent) == 2:
+            raise ConnectionError("network gone")
+        sent.append(str(remote).rsplit("/", 1)[-1])
+        real(local, remote)
+
+    monkeypatch.setattr(files, "upload", failing_after_two)
+    with pytest.raises(ConnectionError):
+        with atomic_directory(url) as tmp:
+            for name in ("dataset.json", "train-0.tfrecord", "train-1.tfrecord"):
+                (tmp / name).write_text(name)
+    assert sent == ["train-0.tfrecord", "train-1.tfrecord"]  # the marker was to go last: it never went
+    assert not files.upath(f"{url}/dataset.json").exists()
 
 
 def test_a_missing_bucket_is_one_line_naming_the_path(gcs):

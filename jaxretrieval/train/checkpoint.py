@@ -86,7 +86,11 @@ class Checkpoints:
         why = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         aside = folder.with_name(f"{step}.damaged")
         if jax.process_index() == 0:
-            folder.rename(aside)
+            folder.rename(aside)  # on GCS a copy and a delete: the other hosts wait for it below
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
         print(f"checkpoint at step {step} cannot be read ({type(error).__name__}: {why}); moved to {aside}, trying "
               f"the previous one", flush=True)
         self.manager.reload()

@@ -116,10 +116,16 @@ class RunLock:
         raise InputError("could not take the run's lock", self.path)
 
     def _holder(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # half written or just removed: treat as stale
+        """The lock's content; None when it is gone, or still unreadable after a moment (a create caught between
+        its open and its write reads as empty once, never twice)."""
+        for attempt in range(2):
+            try:
+                return json.loads(self.path.read_text())
+            except FileNotFoundError:
+                return None
+            except json.JSONDecodeError:
+                time.sleep(0.5)
+        return None
 
     @staticmethod
     def _stale(holder: dict) -> bool:
@@ -135,12 +141,15 @@ class RunLock:
         return time.time() - float(holder.get("beat", 0)) > 4 * HEARTBEAT_S
 
     def _beat(self) -> None:
+        warned = False
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 with atomic_file(self.path, "w") as f:
                     json.dump({**self._me, "beat": time.time()}, f)
-            except OSError:
-                return
+            except Exception as e:  # noqa: BLE001 -- a storage blip: say so once, keep beating
+                if not warned:
+                    print(f"warning: could not refresh the run's lock ({type(e).__name__}: {e})", file=sys.stderr)
+                    warned = True
 
     def release(self) -> None:
         if not self.held:

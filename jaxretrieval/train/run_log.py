@@ -32,6 +32,7 @@ class RunLog:
         self.start_step, self.total_steps = start_step, total_steps
         self._t0 = self._synced = time.perf_counter()
         self._bar = self._tb = None
+        self._uploaded: dict[Path, tuple[int, int]] = {}
         if not self.enabled:
             return
         self.dir = Path(tempfile.mkdtemp(prefix="jaxretrieval-log-")) if self.remote else Path(self.out)
@@ -70,12 +71,23 @@ class RunLog:
             self.sync()
 
     def sync(self) -> None:
-        """Upload the local log folder of a gs:// run (every file, each replaced whole)."""
+        """Upload what changed in the local log folder of a gs:// run, each file replaced whole. A failure is a
+        warning, never a stop: logs are a convenience, and only this process writes them (raising here would leave
+        the other hosts waiting for it in the next step)."""
         if not (self.enabled and self.remote):
             return
-        for file in sorted(p for p in self.dir.rglob("*") if p.is_file()):
-            upload(file, self.out / file.relative_to(self.dir).as_posix())
         self._synced = time.perf_counter()
+        for file in sorted(p for p in self.dir.rglob("*") if p.is_file()):
+            stat = file.stat()
+            if self._uploaded.get(file) == (stat.st_size, stat.st_mtime_ns):
+                continue
+            try:
+                upload(file, self.out / file.relative_to(self.dir).as_posix())
+            except Exception as e:  # noqa: BLE001 -- e.g. GCS rate limits or a network blip: try again next time
+                print(f"warning: could not upload {file.name} to {self.out} ({type(e).__name__}: {e})",
+                      file=sys.stderr)
+                return
+            self._uploaded[file] = (stat.st_size, stat.st_mtime_ns)
 
     def progress(self, step: int, loss: float) -> None:
         if self._bar is None:
