@@ -36,34 +36,16 @@ RUN, PYLATE, CROSS_ENCODER, SENTENCE_TRANSFORMERS, HUGGING_FACE = (
 def directory_kind(path: str | os.PathLike) -> str:
     """One of RUN (a run directory or one of its checkpoints), PYLATE, CROSS_ENCODER, SENTENCE_TRANSFORMERS,
     HUGGING_FACE; an InputError for a path that is none of them."""
-    where = _unopened(path)
-    if not where.exists():
-        raise InputError("model directory does not exist", where)
-    if not where.is_dir():
-        raise InputError("expected a model or run directory, got a file", where)
-    if find_checkpoint(where) is not None:
-        return RUN
-    p = resolve_model_path(path)  # a model directory: local from here on
-    if is_pylate_dir(p):
-        return PYLATE
-    if is_cross_encoder_dir(p):
-        return CROSS_ENCODER
-    if (p / "modules.json").exists():
-        return SENTENCE_TRANSFORMERS
-    if (p / "config.json").exists():
-        return HUGGING_FACE
-    raise InputError("no checkpoint here, nor a model: expected a model directory (config.json or modules.json), "
-                     "a run directory or RUN/checkpoints/STEP", p)
+    return _locate(path)[0]
 
 
 def open_model(path: str | os.PathLike, pooling: str | tuple[str, ...] | None = None,
                max_length: int | None = None) -> Bundle:
     """The bundle behind `path` (see the module docstring). `pooling` ("cls", "mean,max", ...) and `max_length`
     override what an embedder directory says; a run's model is rebuilt exactly as its config trained it."""
-    kind = directory_kind(path)
+    kind, p, checkpoint = _locate(path)
     if kind == RUN:
-        return _open_run(*find_checkpoint(_unopened(path)))
-    p = resolve_model_path(path)
+        return _open_run(*checkpoint)
     if kind == PYLATE:
         return load_colbert(p)
     if kind == CROSS_ENCODER:
@@ -77,9 +59,28 @@ def open_model(path: str | os.PathLike, pooling: str | tuple[str, ...] | None = 
         raise InputError(str(e), p) from None
 
 
-def _unopened(path: str | os.PathLike) -> UPath:
-    """The path as named, nothing downloaded yet (a `package:` name resolved): a run under gs:// is read in place."""
-    return upath(path) if is_remote(path) else upath(resolve_model_path(path))
+def _locate(path: str | os.PathLike) -> tuple[str, UPath, tuple[UPath, int] | None]:
+    """(kind, where to read it, (run directory, step) for a run): the path is looked at once, and a gs:// model
+    directory fetched once."""
+    where = upath(path) if is_remote(path) else upath(resolve_model_path(path))  # a gs:// run is read in place
+    if not where.exists():
+        raise InputError("model directory does not exist", where)
+    if not where.is_dir():
+        raise InputError("expected a model or run directory, got a file", where)
+    checkpoint = find_checkpoint(where)
+    if checkpoint is not None:
+        return RUN, where, checkpoint
+    p = resolve_model_path(path)  # a model directory: local from here on
+    if is_pylate_dir(p):
+        return PYLATE, p, None
+    if is_cross_encoder_dir(p):
+        return CROSS_ENCODER, p, None
+    if (p / "modules.json").exists():
+        return SENTENCE_TRANSFORMERS, p, None
+    if (p / "config.json").exists():
+        return HUGGING_FACE, p, None
+    raise InputError("no checkpoint here, nor a model: expected a model directory (config.json or modules.json), "
+                     "a run directory or RUN/checkpoints/STEP", p)
 
 
 def _open_run(run_dir: UPath, step: int) -> Bundle:

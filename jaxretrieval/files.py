@@ -18,6 +18,7 @@ that mark a model or dataset last, so a folder whose upload was cut off never lo
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -62,14 +63,18 @@ def absolute(path: str | os.PathLike) -> epath.Path:
 def storage_environment() -> None:
     """`STORAGE_EMULATOR_HOST` (the Google client libraries' switch for a local GCS emulator) is handed to each
     library in its own spelling: gcsfs reads it itself; TensorStore (Orbax's array store) needs
-    TENSORSTORE_GCS_HTTP_URL and a token; no library then looks for credentials anywhere but 127.0.0.1. Idempotent;
-    a variable the user set stands."""
+    TENSORSTORE_GCS_HTTP_URL and a token; no library then looks for credentials anywhere but 127.0.0.1. Done once
+    per emulator setting (every gs:// path passes here); a variable the user set stands."""
+    _configure_storage(os.environ.get("STORAGE_EMULATOR_HOST") or "")
+
+
+@functools.cache
+def _configure_storage(host: str) -> None:
     import fsspec.config
 
     for protocol in ("gs", "gcs"):
         # Other hosts write the same folders (checkpoints, locks): a cached listing would hide their files.
         fsspec.config.conf.setdefault(protocol, {}).setdefault("use_listings_cache", False)
-    host = os.environ.get("STORAGE_EMULATOR_HOST")
     if not host:
         return
     url = host if host.startswith(("http://", "https://")) else f"http://{host}"

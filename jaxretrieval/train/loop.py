@@ -189,7 +189,10 @@ def train(cfg: TrainConfig, stop_at_step: int | None = None, evaluator: Evaluato
 def check_output_dir(cfg: TrainConfig) -> None:
     """Before anything is built: every gs:// bucket the config names can be reached, and a run of several processes
     writes where all of them see the same files (their checkpoints are one checkpoint, written together)."""
-    for key, path in config_paths(cfg):
+    buckets = {}
+    for key, path in config_paths(cfg):  # one check per bucket, naming the first key that uses it
+        buckets.setdefault(path.split("/")[2] if is_remote(path) else "", (key, path))
+    for key, path in buckets.values():
         check_storage(path, field=key)
     if jax.process_count() > 1 and not is_remote(cfg.output_dir) and not cfg.shared_filesystem:
         raise InputError(f"{jax.process_count()} processes cannot share a local output_dir: each host would save "

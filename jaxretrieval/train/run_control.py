@@ -118,7 +118,7 @@ class RunLock:
     def _holder(self) -> dict | None:
         """The lock's content; None when it is gone, or still unreadable after a moment (a create caught between
         its open and its write reads as empty once, never twice)."""
-        for attempt in range(2):
+        for _ in range(2):
             try:
                 return json.loads(self.path.read_text())
             except FileNotFoundError:

@@ -1,9 +1,9 @@
 """What a person watching a run wants: a progress bar, metrics.jsonl, TensorBoard events and a final PNG plot.
 Only process 0 writes.
 
-Object storage has no append, so for a gs:// output_dir the log is kept in a local folder and uploaded whole every
-SYNC_S seconds and at the end (files.upload replaces each object at once); a resumed run first downloads the
-metrics.jsonl it continues."""
+Object storage has no append, so for a gs:// output_dir the log is kept in a local folder and its changed files
+uploaded with each checkpoint, every SYNC_S seconds and at the end (files.upload replaces each object at once); a
+resumed run first downloads the metrics.jsonl it continues."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 import jax
 from tqdm import tqdm
 
-from jaxretrieval.files import atomic_file, is_remote, local_copy, upath, upload
+from jaxretrieval.files import atomic_file, is_remote, upath, upload
 
 SYNC_S = 30.0  # a remote run's logs are uploaded this often (GCS allows about one write per second per object)
 
@@ -37,7 +37,7 @@ class RunLog:
             return
         self.dir = Path(tempfile.mkdtemp(prefix="jaxretrieval-log-")) if self.remote else Path(self.out)
         if self.remote and (self.out / "metrics.jsonl").exists():
-            shutil.copyfile(local_copy(self.out / "metrics.jsonl"), self.dir / "metrics.jsonl")
+            (self.dir / "metrics.jsonl").write_bytes((self.out / "metrics.jsonl").read_bytes())
         drop_replayed_steps(self.dir / "metrics.jsonl", start_step)
         self._jsonl = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,

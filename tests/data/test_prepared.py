@@ -90,5 +90,5 @@ def test_a_missing_shard_or_another_tokenizer_is_one_line(prepared, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "dataset.json").write_text(json.dumps({**manifest, "tokenizer_fingerprint": "0123456789abcdef"}))
-    with pytest.raises(InputError, match=r"dataset.json \[tokenizer_fingerprint\]: prepared with a different tokenizer"):
+    with pytest.raises(InputError, match=r"dataset.json \[tokenizer_fingerprint\]: prepared with a different tok"):
         prepared_batch_source(other, tok, 8, 2, 0, 16, 24, 0, 1)
