@@ -20,8 +20,6 @@ from jaxretrieval.config import config_paths, config_to_dict, load_config  # noq
 from jaxretrieval.convert.export import check_export_args, export  # noqa: E402
 from jaxretrieval.data.beir import load_beir  # noqa: E402
 from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa: E402
-from jaxretrieval.data.prepared import prepare_shards  # noqa: E402
-from jaxretrieval.data.train_pairs import read_train_pairs  # noqa: E402
 from jaxretrieval.door import open_model  # noqa: E402
 from jaxretrieval.errors import InputError, TrainingDiverged  # noqa: E402
 from jaxretrieval.eval.evaluate import check_evaluable, evaluate  # noqa: E402
@@ -31,6 +29,7 @@ from jaxretrieval.eval.scoring import score_records  # noqa: E402
 from jaxretrieval.files import atomic_file, check_storage, is_remote, upath  # noqa: E402
 from jaxretrieval.inference import encode_texts  # noqa: E402
 from jaxretrieval.losses.distill import teacher_target  # noqa: E402
+from jaxretrieval.train.tasks import prepare_data  # noqa: E402
 from jaxretrieval.training import run_training  # noqa: E402
 
 
@@ -151,11 +150,22 @@ def cmd_config(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    pairs = read_train_pairs(args.data, args.split)
-    loaded = _open(args)
-    manifest = prepare_shards(pairs, loaded.tokenizer, args.out, args.shards, args.max_query_length,
-                              args.max_doc_length, overwrite=args.overwrite)
-    print(f"wrote {manifest['examples']} examples in {len(manifest['shards'])} shards to {args.out}", file=sys.stderr)
+    if bool(args.config) == bool(args.model or args.data):
+        raise InputError("give either --config CONFIG [key=value ...] (any task) or --model and --data (dense)",
+                         "command line")
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    elif args.overrides or not (args.model and args.data):
+        raise InputError("--model needs --data, and key=value overrides need --config", "command line")
+    else:
+        # output_dir is required of every config and unused here (prepare starts no run)
+        cfg = load_config(None, [f"output_dir={args.out}", f"model.path={args.model}", f"data.train={args.data}",
+                                 f"data.split={args.split}",
+                                 f"model.max_query_length={args.max_query_length}",
+                                 f"model.max_doc_length={args.max_doc_length}"])
+    manifest = prepare_data(cfg, args.out, args.shards, overwrite=args.overwrite)
+    print(f"wrote {manifest['examples']} {cfg.task} records ({manifest['content']}) in {len(manifest['shards'])} "
+          f"shards to {args.out}: train with data.train={args.out}", file=sys.stderr)
     return 0
 
 
@@ -220,9 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-top", type=int, default=100, help="rerankers: candidates per query to rescore")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("prepare", help="tokenize training data once into TFRecord shards for multi-host runs")
-    p.add_argument("--model", required=True, help="the model whose tokenizer and prompts training will use")
-    p.add_argument("--data", required=True, help="jsonl {query, pos, neg, prompt?} file or BEIR directory")
+    p = sub.add_parser("prepare", help="tokenize training data once into TFRecord shards that training streams "
+                                       "(data larger than RAM, multi-host runs)")
+    p.add_argument("--config", help="the training config: its task, model, data.train and lengths decide what is "
+                                    "written (every task); or give --model and --data (dense)")
+    p.add_argument("overrides", nargs="*", help="with --config: dotted key=value overrides")
+    p.add_argument("--model", help="the model whose tokenizer and prompts training will use")
+    p.add_argument("--data", help="jsonl {query, pos, neg, prompt?} file or BEIR directory")
     p.add_argument("--split", default="train", help="BEIR qrels split")
     p.add_argument("--out", required=True, help="output directory (data.train of the training config)")
     p.add_argument("--shards", type=int, default=16, help="number of shard files (>= the number of hosts)")

@@ -57,6 +57,8 @@ class DataConfig:
     num_negatives: int = 0  # hard negatives per query, resampled each epoch
     length_buckets_per_octave: int = 1  # padded lengths per doubling: fewer compiled shapes vs less padding
     group_by_length: bool = False  # distill: batch texts of similar length together (random batch order)
+    # prepared shards (`jaxretrieval prepare`): records held per host to shuffle the stream; memory, not data size
+    shuffle_buffer: int = 10000
 
 
 @dataclasses.dataclass

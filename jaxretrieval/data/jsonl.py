@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any, Iterator
 
+from jaxretrieval.data.text_ids import text_id
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import atomic_file, upath
 
@@ -59,9 +60,15 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     """Texts to encode: `.txt` gives one per line; `.jsonl` gives field `text`, with `title` + " " prepended if set.
     A `.jsonl` in the {query, pos, neg} training format is flattened: every query, positive and negative text
     once, in order of first appearance (so teacher vectors for distillation can come from training data)."""
+    return [text for _, text in iter_texts(path)]
+
+
+def iter_texts(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """`read_texts` one (line number, text) at a time. The flattening of training records remembers the 64-bit ids
+    of the texts it has seen (data/text_ids.py), not the texts."""
     p = upath(path)
     if p.suffix == ".jsonl":
-        texts, seen = [], set()
+        seen = set()
         for lineno, obj in iter_jsonl(p):
             if "text" not in obj and "query" in obj:
                 record = [require_str(obj, "query", p, lineno)]
@@ -72,16 +79,18 @@ def read_texts(path: str | os.PathLike) -> list[str]:
                         raise InputError(f"field {key!r} must be a list of strings", p, lineno, field=key)
                     record += values
                 for text in record:
-                    if text not in seen:
-                        seen.add(text)
-                        texts.append(text)
+                    key = text_id(text)
+                    if key not in seen:
+                        seen.add(key)
+                        yield lineno, text
                 continue
             text = require_str(obj, "text", p, lineno)
             title = obj.get("title")
-            texts.append(f"{title} {text}" if isinstance(title, str) and title else text)
-        return texts
+            yield lineno, f"{title} {text}" if isinstance(title, str) and title else text
+        return
     if p.suffix == ".txt":
-        return [line for _, line in iter_lines(p)]
+        yield from iter_lines(p)
+        return
     raise InputError("input must be a .txt (one text per line) or .jsonl (field 'text') file", p)
 
 

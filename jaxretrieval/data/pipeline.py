@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from jaxretrieval.data.shard_stream import ShardSource
 from jaxretrieval.data.tokenize import TextTokenizer, bucket_for, length_buckets, pad_ragged
 from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
 
@@ -92,12 +93,9 @@ class EpochCache:
 class DenseBatchSource:
     """Produces this process's share of each global batch for the dense contrastive task.
 
-    Two modes. In-memory (the default): every process holds all examples, plans the global batch and keeps its
-    slice of rows; padded lengths follow the global batch's longest text. Prepared shards (`data/prepared.py`):
-    each process holds only its own examples, plans its local rows alone (`global_batch` is then the local
-    batch and `process_count` 1), pads to `fixed_lengths` so every process builds the same shapes without
-    talking to the others, and reports text ids through `query_global_ids` / `doc_global_ids` so duplicate
-    masking still works across hosts.
+    Every process holds all examples, plans the global batch and keeps its slice of rows; padded lengths follow
+    the global batch's longest text, so every process builds the same shapes. Data larger than RAM goes through
+    prepared shards instead (data/shard_stream.py).
     """
 
     pairs: TrainPairs
@@ -112,28 +110,19 @@ class DenseBatchSource:
     fixed_lengths: tuple[int | None, int | None] | None = None  # (query, doc) padded lengths; None = buckets
     query_pad_id: int | None = None  # pad queries with this id instead (ColBERT query expansion: the mask token)
     with_scores: bool = False  # add teacher scores "pos_score" [B] and "neg_scores" [B, N] (distillation)
-    query_global_ids: np.ndarray | None = None  # local query row → dataset-wide id (None = identity)
-    doc_global_ids: np.ndarray | None = None
-    plan_stream: int = 0  # mixed into the sampling seed: differs per process when each plans its own rows
-    epoch_steps: int | None = None  # steps per epoch when set by the caller (prepared: min over processes)
-    # What the whole dataset is, when this process holds only a part (prepared shards): the same on every process,
-    # so each resumes a checkpoint they saved together.
-    dataset_identity: dict | None = None
     _plans: EpochCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         self._plans = EpochCache(lambda epoch: epoch_plan(
             self.pairs, self.seed, epoch, self.num_negatives, num_docs=len(self.docs.offsets) - 1,
-            stream=self.plan_stream, with_scores=self.with_scores))
+            with_scores=self.with_scores))
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.epoch_steps or len(self.pairs) // self.global_batch
+        return len(self.pairs) // self.global_batch
 
     def fingerprint(self) -> dict:
         """What a checkpoint must have been trained on to be resumed with this source."""
-        if self.dataset_identity is not None:
-            return self.dataset_identity
         return {"examples": len(self.pairs), "queries": len(self.queries.offsets) - 1,
                 "docs": len(self.docs.offsets) - 1, "source": self.pairs.source}
 
@@ -157,10 +146,6 @@ class DenseBatchSource:
         q_ids, q_mask = self.queries.pad(q, q_len, q_pad)
         d_ids, d_mask = self.docs.pad(np.concatenate([p, n.reshape(-1)]), d_len, self.pad_id)
         k = len(p)
-        if self.query_global_ids is not None:
-            q = self.query_global_ids[q]
-        if self.doc_global_ids is not None:
-            p, n = self.doc_global_ids[p], self.doc_global_ids[n]
         extra = {"pos_score": scores[0], "neg_scores": scores[1]} if scores else {}
         return {**extra,
             "query_ids": q_ids, "query_mask": q_mask,
@@ -171,10 +156,13 @@ class DenseBatchSource:
         }
 
 
-def iterate(source: DenseBatchSource, start_step: int, end_step: int, prefetch: int = 2
-            ) -> Iterator[dict[str, np.ndarray]]:
-    """Batches for steps [start_step, end_step), built by tf.data in background threads."""
+def iterate(source, start_step: int, end_step: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
+    """Batches for steps [start_step, end_step), built by tf.data in background threads: by step for in-memory
+    sources, in order from their stream for prepared shards."""
     import tensorflow as tf
+
+    if isinstance(source, ShardSource):
+        return source.stream(start_step, end_step, prefetch)
 
     tf.config.set_visible_devices([], "GPU")  # tf.data only; keep TensorFlow off accelerators
     example = source.batch(start_step) if end_step > start_step else None

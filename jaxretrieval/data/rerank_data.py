@@ -30,13 +30,17 @@ def _label(obj: dict, path, lineno: int, low: float, high: float) -> float:
     return (float(value) - low) / (high - low)
 
 
+def is_labeled_jsonl(path: str | os.PathLike) -> bool:
+    """A pointwise or grouped labeled file rather than {query, pos, neg} records, judged by its first record."""
+    return "pos" not in next(iter_jsonl(path), (None, {}))[1]
+
+
 def read_rerank_data(source: str | os.PathLike, label_min: float = 0.0, label_max: float = 1.0,
                      split: str = "train") -> TrainPairs:
     p = upath(source)
     if p.is_dir() or p.suffix != ".jsonl":
         return read_train_pairs(p, split)
-    first = next(iter_jsonl(p), (None, {}))[1]
-    if "pos" in first:
+    if not is_labeled_jsonl(p):
         return read_pairs_jsonl(p)
     if label_max <= label_min:
         raise InputError("label_max must exceed label_min", "config", field="reranker.label_max")

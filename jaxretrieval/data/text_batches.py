@@ -19,12 +19,13 @@ from jaxretrieval.files import local_copy, upath
 from jaxretrieval.losses.distill import teacher_target
 
 
-def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
+def open_teacher_vectors(path: str) -> np.ndarray:
+    """A teacher vector file memory-mapped (a gs:// file is fetched first), checked to be one float matrix."""
     p = upath(path)
     if not p.exists():
         raise InputError("teacher vectors not found", p, field="distill.teacher_vectors")
     try:
-        vectors = np.load(local_copy(p), mmap_mode="r")  # memory-mapped: a gs:// file is fetched first
+        vectors = np.load(local_copy(p), mmap_mode="r")
     except (ValueError, OSError, EOFError) as e:  # not .npy, truncated or empty, a directory
         raise InputError(f"not a readable NumPy .npy file: {e!r}", p, field="distill.teacher_vectors") from None
     if not isinstance(vectors, np.ndarray):  # an .npz archive
@@ -33,6 +34,13 @@ def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
     if vectors.ndim != 2 or vectors.dtype.kind != "f":
         raise InputError(f"expected a float matrix, got {vectors.dtype}{list(vectors.shape)}", p,
                          field="distill.teacher_vectors")
+    return vectors
+
+
+def load_teacher_vectors(path: str, rows: int, texts_path: str) -> np.ndarray:
+    """`open_teacher_vectors`, checked to hold one finite vector per text of `texts_path`."""
+    p = upath(path)
+    vectors = open_teacher_vectors(path)
     if vectors.shape[0] != rows:
         raise InputError(f"{vectors.shape[0]} rows, but {texts_path} has {rows} texts (one vector per text, in "
                          f"order)", p, field="distill.teacher_vectors")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from typing import Iterator
 
 import numpy as np
 
@@ -96,27 +97,55 @@ def _scores(obj: dict, key: str, expected: int, path, lineno: int) -> np.ndarray
     return scores
 
 
-def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
-    queries, docs = TextInterner(), TextInterner()
-    q_ids, pos, neg, pos_scores, neg_scores = [], [], [], [], []
+@dataclasses.dataclass
+class PairRecord:
+    """One training record as read, before any interning: what a streaming reader hands on."""
+
+    query: str  # record prompt already prepended
+    pos: list[str]
+    neg: list[str]
+    pos_scores: np.ndarray | None  # float32[len(pos)], or None when the record has none
+    neg_scores: np.ndarray | None
+    lineno: int  # 1-based line of the source (BEIR: the example's position)
+
+    @property
+    def scored(self) -> bool:
+        return self.pos_scores is not None and self.neg_scores is not None
+
+
+def iter_pair_records(path: str | os.PathLike) -> Iterator[PairRecord]:
+    """The records of a {query, pos, neg, prompt?, pos_scores?, neg_scores?} jsonl file, one at a time, each
+    checked. Either every record is scored or none: the first that differs from record 1 is an error."""
+    first_scored = None
     for lineno, obj in iter_jsonl(path):
         query = require_str(obj, "query", path, lineno, allow_empty=False)
         prompt = obj.get("prompt") or ""
         if not isinstance(prompt, str):
             raise InputError("field 'prompt' must be a string", path, lineno, field="prompt")
-        q_ids.append(queries(prompt + query))
-        pos.append(np.array([docs(t) for t in _str_list(obj, "pos", path, lineno, True)], np.int64))
-        neg.append(np.array([docs(t) for t in _str_list(obj, "neg", path, lineno, False)], np.int64))
-        pos_scores.append(_scores(obj, "pos_scores", len(pos[-1]), path, lineno))
-        neg_scores.append(_scores(obj, "neg_scores", len(neg[-1]), path, lineno))
+        pos = _str_list(obj, "pos", path, lineno, True)
+        neg = _str_list(obj, "neg", path, lineno, False)
+        record = PairRecord(prompt + query, pos, neg, _scores(obj, "pos_scores", len(pos), path, lineno),
+                            _scores(obj, "neg_scores", len(neg), path, lineno), lineno)
+        if first_scored is None:
+            first_scored = record.scored
+        elif record.scored != first_scored:
+            raise InputError("some records have pos_scores/neg_scores and others do not (this record differs from "
+                             "the first)", path, lineno, field="pos_scores")
+        yield record
+
+
+def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
+    queries, docs = TextInterner(), TextInterner()
+    q_ids, pos, neg, pos_scores, neg_scores = [], [], [], [], []
+    for r in iter_pair_records(path):
+        q_ids.append(queries(r.query))
+        pos.append(np.array([docs(t) for t in r.pos], np.int64))
+        neg.append(np.array([docs(t) for t in r.neg], np.int64))
+        pos_scores.append(r.pos_scores)
+        neg_scores.append(r.neg_scores)
     if not q_ids:
         raise InputError("no training records", path)
-    has = [p is not None and n is not None for p, n in zip(pos_scores, neg_scores)]
-    if any(has) and not all(has):
-        first = has.index(False) if has[0] else has.index(True)
-        raise InputError("some records have pos_scores/neg_scores and others do not (record "
-                         f"{first + 1} differs from record 1)", path, field="pos_scores")
-    scored = all(has)
+    scored = pos_scores[0] is not None and neg_scores[0] is not None
     return TrainPairs(queries.texts, docs.texts, np.array(q_ids, np.int64), pos, neg, str(path),
                       pos_scores if scored else None, neg_scores if scored else None)
 
@@ -146,6 +175,27 @@ def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs
     return TrainPairs(q_intern.texts, doc_texts, np.array(q_ids, np.int64), pos, [empty] * len(pos), str(d))
 
 
+def pair_records(pairs: TrainPairs) -> Iterator[PairRecord]:
+    """The records of pairs already read (a BEIR directory is joined in memory, its corpus read whole)."""
+    for i in range(len(pairs)):
+        pick = lambda scores: None if scores is None else scores[i]  # noqa: E731
+        yield PairRecord(pairs.query_texts[int(pairs.query[i])], [pairs.doc_texts[j] for j in pairs.positives[i]],
+                         [pairs.doc_texts[j] for j in pairs.negatives[i]], pick(pairs.positive_scores),
+                         pick(pairs.negative_scores), i + 1)
+
+
+def iter_train_records(source: str | os.PathLike, split: str = "train") -> Iterator[PairRecord]:
+    """Records of a jsonl file, streamed, or of a BEIR directory's qrels split."""
+    p = upath(source)
+    if p.is_dir():
+        return pair_records(read_pairs_beir(p, split))
+    if p.suffix == ".jsonl":
+        return iter_pair_records(p)
+    if not p.exists():
+        raise InputError("training data not found", p)
+    raise InputError("training data must be a .jsonl file or a BEIR directory", p)
+
+
 def read_train_pairs(source: str | os.PathLike, split: str = "train") -> TrainPairs:
     p = upath(source)
     if p.is_dir():
@@ -158,8 +208,8 @@ def read_train_pairs(source: str | os.PathLike, split: str = "train") -> TrainPa
 
 
 def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int, num_docs: int | None = None,
-               stream: int = 0, with_scores: bool = False) -> tuple[np.ndarray, ...]:
-    """The epoch's example order and sampled documents, a pure function of (seed, epoch, stream).
+               with_scores: bool = False) -> tuple[np.ndarray, ...]:
+    """The epoch's example order and sampled documents, a pure function of (seed, epoch).
 
     Returns query ids int64[E], positive doc ids int64[E] (one positive drawn per example) and negative doc ids
     int64[E, num_negatives]: drawn without replacement from the example's hard negatives, with replacement only
@@ -167,7 +217,7 @@ def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int, num
     with_scores adds the teacher scores of the drawn positive float32[E] and negatives float32[E, num_negatives]
     (the file's pos_scores / neg_scores; every example then needs num_negatives hard negatives of its own).
     """
-    rng = np.random.default_rng([seed, epoch, stream] if stream else [seed, epoch])
+    rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(pairs))
     query = pairs.query[order]
     if with_scores:

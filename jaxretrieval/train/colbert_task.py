@@ -14,7 +14,12 @@ import jax.numpy as jnp
 from jaxretrieval.bundles import LoadedColBERT
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.pipeline import DenseBatchSource
-from jaxretrieval.data.train_pairs import read_train_pairs
+from jaxretrieval.data.shard_batches import PairTokenBatches
+from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
+from jaxretrieval.data.shard_stream import ShardSource, open_shards
+from jaxretrieval.data.shard_writer import Tokenization, prepare_pairs
+from jaxretrieval.data.tokenize import length_buckets
+from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_from_scores
 from jaxretrieval.losses.listwise import listwise_kl_loss
@@ -22,15 +27,37 @@ from jaxretrieval.losses.maxsim import maxsim_dense, maxsim_scores
 from jaxretrieval.models.colbert import ColBERT
 
 
-def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource:
-    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+def colbert_tokenization(loaded: LoadedColBERT) -> Tokenization:
+    """ColBERT's token ids (markers, truncation), for `prepare` and for checking prepared data against the run."""
+    tok = loaded.tokenizer
+    settings = {"max_query_length": tok.query_length, "max_doc_length": tok.doc_length}
+    markers = {"markers": tok.marker_tokens, **settings}
+    return Tokenization(tok.token_ids, tokenizer_fingerprint(tok.text, colbert=markers), settings)
+
+
+def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource | ShardSource:
+    tok = loaded.tokenizer
     distill = cfg.colbert.loss == "distill"
+    per_octave = cfg.data.length_buckets_per_octave
+    if is_prepared(cfg.data.train):
+        tokens = colbert_tokenization(loaded)
+        doc_buckets = (tok.doc_length,) if jax.process_count() > 1 else length_buckets(tok.doc_length, per_octave)
+
+        def assemble(manifest: dict) -> PairTokenBatches:
+            if distill and not manifest["scored"]:
+                raise InputError("colbert.loss distill needs pos_scores and neg_scores in every record; prepare "
+                                 "scored data", cfg.data.train, field="pos_scores")
+            return PairTokenBatches(cfg.data.num_negatives, cfg.seed, jax.process_index(), tok.text.pad_id,
+                                    tok.expansion_id, (tok.query_length,), doc_buckets, distill, cfg.data.train)
+
+        return open_shards(cfg.data.train, "pair_tokens", cfg.task, tokens.fingerprint, tokens.settings,
+                           cfg.batch_size, cfg.seed, cfg.data.shuffle_buffer, jax.process_index(),
+                           jax.process_count(), assemble, only_own_negatives=distill)
+    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
     if distill and pairs.positive_scores is None:
         raise InputError("colbert.loss distill needs pos_scores and neg_scores in every record (jaxretrieval score "
                          "adds them)", pairs.source, field="pos_scores")
     require_one_batch(len(pairs), cfg.batch_size, "training examples", pairs.source)
-    tok = loaded.tokenizer
-    per_octave = cfg.data.length_buckets_per_octave
     queries, docs = tok.table(pairs.query_texts, "query", per_octave), tok.table(pairs.doc_texts, "doc", per_octave)
     return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
                             tok.text.pad_id, jax.process_index(), jax.process_count(),
@@ -41,7 +68,7 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource:
 @dataclasses.dataclass
 class ColBERTTask:
     cfg: TrainConfig
-    source: DenseBatchSource
+    source: DenseBatchSource | ShardSource
     attend_to_expansion: bool
     skiplist: tuple[int, ...]
     teacher_params: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -50,6 +77,11 @@ class ColBERTTask:
     def build(cls, cfg: TrainConfig, loaded: LoadedColBERT) -> "ColBERTTask":
         tok = loaded.tokenizer
         return cls(cfg, colbert_source(cfg, loaded), tok.attend_to_expansion_tokens, tok.skiplist_ids)
+
+    @staticmethod
+    def prepare(cfg: TrainConfig, loaded: LoadedColBERT, out: str, num_shards: int, overwrite: bool) -> dict:
+        return prepare_pairs(iter_train_records(cfg.data.train, cfg.data.split), out, num_shards,
+                             colbert_tokenization(loaded), str(cfg.data.train), overwrite, seed=cfg.seed)
 
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
         real = batch["query_mask"]

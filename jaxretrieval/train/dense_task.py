@@ -14,21 +14,52 @@ import jax.numpy as jnp
 from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
-from jaxretrieval.data.prepared import is_prepared, prepared_batch_source
-from jaxretrieval.data.train_pairs import read_train_pairs
+from jaxretrieval.data.shard_batches import PairTokenBatches
+from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
+from jaxretrieval.data.shard_stream import ShardSource, open_shards
+from jaxretrieval.data.shard_writer import Tokenization, prepare_pairs
+from jaxretrieval.data.tokenize import length_buckets
+from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_loss
 from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.models.embedder import Embedder
 
 
-def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource:
-    """In-memory source over a jsonl file or BEIR directory, or this process's shards of a prepared directory."""
+def dense_tokenization(cfg: TrainConfig, loaded: LoadedEmbedder) -> Tokenization:
+    """The token ids the dense task trains on, for `prepare` and for checking prepared data against the run."""
     tok = loaded.tokenizer
+    q_len, d_len = min(cfg.model.max_query_length, tok.max_length), min(cfg.model.max_doc_length, tok.max_length)
+    return Tokenization(lambda texts, kind: tok.tokenize(texts, kind, q_len if kind == "query" else d_len)["input_ids"],
+                        tokenizer_fingerprint(tok), {"max_query_length": q_len, "max_doc_length": d_len})
+
+
+def prepared_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> ShardSource:
+    """This process's stream of a prepared directory: padded per batch to its length bucket with one process, to
+    the prepared maximum lengths with several (data/shard_stream.py)."""
+    tokens = dense_tokenization(cfg, loaded)
+    kl = cfg.loss.name == "kl"
+    q_len, d_len = tokens.settings["max_query_length"], tokens.settings["max_doc_length"]
+    per_octave = cfg.data.length_buckets_per_octave
+    buckets = (lambda n: (n,)) if jax.process_count() > 1 else (lambda n: length_buckets(n, per_octave))
+
+    def assemble(manifest: dict) -> PairTokenBatches:
+        if kl and not manifest["scored"]:
+            raise InputError("loss.name kl needs pos_scores and neg_scores in every record (jaxretrieval score adds "
+                             "them); prepare scored data", cfg.data.train, field="pos_scores")
+        return PairTokenBatches(cfg.data.num_negatives, cfg.seed, jax.process_index(), loaded.tokenizer.pad_id,
+                                loaded.tokenizer.pad_id, buckets(q_len), buckets(d_len), kl, cfg.data.train)
+
+    return open_shards(cfg.data.train, "pair_tokens", cfg.task, tokens.fingerprint, tokens.settings, cfg.batch_size,
+                       cfg.seed, cfg.data.shuffle_buffer, jax.process_index(), jax.process_count(), assemble,
+                       only_own_negatives=kl)
+
+
+def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource | ShardSource:
+    """In-memory source over a jsonl file or BEIR directory, or this process's stream of a prepared directory."""
     if is_prepared(cfg.data.train):
-        return prepared_batch_source(cfg.data.train, tok, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
-                                     cfg.model.max_query_length, cfg.model.max_doc_length, jax.process_index(),
-                                     jax.process_count())
+        return prepared_dense_source(cfg, loaded)
+    tok = loaded.tokenizer
     pairs = read_train_pairs(cfg.data.train, cfg.data.split)
     if cfg.loss.name == "kl" and pairs.positive_scores is not None:
         pairs = pairs.with_negatives_only()
@@ -47,12 +78,18 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
 @dataclasses.dataclass
 class DenseTask:
     cfg: TrainConfig
-    source: DenseBatchSource
+    source: DenseBatchSource | ShardSource
     teacher_params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DenseTask":
         return cls(cfg, make_dense_source(cfg, loaded))
+
+    @staticmethod
+    def prepare(cfg: TrainConfig, loaded: LoadedEmbedder, out: str, num_shards: int, overwrite: bool) -> dict:
+        """data.train tokenized as this task trains on it, streamed into shards (data/shard_writer.py)."""
+        return prepare_pairs(iter_train_records(cfg.data.train, cfg.data.split), out, num_shards,
+                             dense_tokenization(cfg, loaded), str(cfg.data.train), overwrite, seed=cfg.seed)
 
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
         length = batch["pos_ids"].shape[-1]

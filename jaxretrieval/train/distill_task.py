@@ -17,28 +17,90 @@ from flax import nnx
 from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.convert.st_format import load_embedder
-from jaxretrieval.data.jsonl import read_texts
+from jaxretrieval.data.jsonl import iter_texts, read_texts
+from jaxretrieval.data.shard_batches import TextTokenBatches
+from jaxretrieval.data.shard_format import is_prepared, read_manifest, tokenizer_fingerprint
+from jaxretrieval.data.shard_stream import ShardSource, open_shards
+from jaxretrieval.data.shard_writer import Tokenization, prepare_texts
+from jaxretrieval.data.tokenize import length_buckets
 from jaxretrieval.data.pipeline import TokenTable
-from jaxretrieval.data.text_batches import TextBatchSource, load_teacher_vectors
+from jaxretrieval.data.text_batches import TextBatchSource, load_teacher_vectors, open_teacher_vectors
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.distill import stella_loss, teacher_target
 from jaxretrieval.models.embedder import Embedder, l2_normalize
 
 
+def distill_tokenization(cfg: TrainConfig, loaded: LoadedEmbedder) -> Tokenization:
+    tok = loaded.tokenizer
+    length = min(cfg.distill.max_length, tok.max_length)
+    return Tokenization(lambda texts, kind: tok.tokenize(texts, kind, length)["input_ids"], tokenizer_fingerprint(tok),
+                        {"max_length": length})
+
+
+def _prepared_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> ShardSource:
+    """This process's stream of prepared texts and teacher vectors. Batches by length or by teacher neighbours need
+    the whole dataset's order at once, so they are refused here rather than silently dropped."""
+    d = cfg.distill
+    for key, on in (("data.group_by_length", cfg.data.group_by_length), ("distill.neighbour_group", d.neighbour_group),
+                    ("distill.teachers", d.teachers)):
+        if on:
+            raise InputError(f"{key} is not available with prepared data (a stream has no whole-dataset order or "
+                             f"texts for online teachers); unset it or train from the text file", "config", field=key)
+    tokens = distill_tokenization(cfg, loaded)
+    length = tokens.settings["max_length"]
+    buckets = (length,) if jax.process_count() > 1 else length_buckets(length, cfg.data.length_buckets_per_octave)
+
+    def assemble(manifest: dict) -> TextTokenBatches:
+        if d.teacher_vectors and len(d.teacher_vectors) != len(manifest["teacher_dims"]):
+            raise InputError(f"distill.teacher_vectors names {len(d.teacher_vectors)} files, the prepared data "
+                             f"carries {len(manifest['teacher_dims'])} teachers", "config",
+                             field="distill.teacher_vectors")
+        return TextTokenBatches(len(manifest["teacher_dims"]), loaded.tokenizer.pad_id, buckets)
+
+    source = open_shards(cfg.data.train, "text_tokens", cfg.task, tokens.fingerprint, tokens.settings,
+                         cfg.batch_size, cfg.seed, cfg.data.shuffle_buffer, jax.process_index(), jax.process_count(),
+                         assemble)
+    manifest = read_manifest(cfg.data.train)
+    source.identity = {**source.identity, "teacher_dims": manifest["teacher_dims"],
+                       "teachers": manifest["teachers"], "teacher_weights": d.teacher_weights}
+    return source
+
+
 @dataclasses.dataclass
 class DistillTask:
     cfg: TrainConfig
-    source: TextBatchSource
+    source: TextBatchSource | ShardSource
     teacher_params: dict[str, Any]  # {"teacher0": params, ...} for online teachers
     teacher_graphdefs: list[Any]
     matryoshka_dims: tuple[int, ...]
     main_dim: int
     pointwise: bool  # the main output gets the cosine and L2 terms (its width equals the teacher's)
     normalized: bool  # the model's outputs are unit vectors already (its spec normalizes)
+    vector_teachers: int  # teachers whose vectors ride in the batch (teacher_vectors{k}); 0: online teachers
+
+    @staticmethod
+    def prepare(cfg: TrainConfig, loaded: LoadedEmbedder, out: str, num_shards: int, overwrite: bool) -> dict:
+        """data.train's texts, tokenized for the student, streamed into shards with their rows of every teacher
+        vector file (online teachers encode texts during training and cannot be prepared)."""
+        d = cfg.distill
+        if not d.teacher_vectors:
+            raise InputError("prepared distillation data carries teacher vectors: set distill.teacher_vectors (from "
+                             "`jaxretrieval encode`)", "config", field="distill.teacher_vectors")
+        vectors = [open_teacher_vectors(path) for path in d.teacher_vectors]
+        for path, v in zip(d.teacher_vectors[1:], vectors[1:]):
+            if len(v) != len(vectors[0]):
+                raise InputError(f"{len(v)} rows, but {d.teacher_vectors[0]} has {len(vectors[0])}", path,
+                                 field="distill.teacher_vectors")
+        return prepare_texts(iter_texts(cfg.data.train), vectors, list(d.teacher_vectors), out, num_shards,
+                             distill_tokenization(cfg, loaded), str(cfg.data.train), overwrite)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DistillTask":
         d = cfg.distill
+        if is_prepared(cfg.data.train):
+            source = _prepared_source(cfg, loaded)
+            dims = source.identity["teacher_dims"]
+            return cls._made(cfg, loaded, source, {}, [], sum(dims), len(dims))
         texts = read_texts(cfg.data.train)
         require_one_batch(len(texts), cfg.batch_size, "texts", cfg.data.train)
         tok = loaded.tokenizer
@@ -60,6 +122,16 @@ class DistillTask:
                 graphdefs.append(graphdef)
                 teacher_params[f"teacher{k}"] = params
                 teacher_dim += teacher.model.dim
+        source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
+                                 cfg.data.group_by_length, d.teacher_weights, d.neighbour_group, d.neighbour_window,
+                                 jax.process_index(), jax.process_count(),
+                                 tuple(map(str, d.teacher_vectors or d.teachers)))
+        return cls._made(cfg, loaded, source, teacher_params, graphdefs, teacher_dim, len(vectors))
+
+    @classmethod
+    def _made(cls, cfg: TrainConfig, loaded: LoadedEmbedder, source, teacher_params, graphdefs, teacher_dim: int,
+              vector_teachers: int) -> "DistillTask":
+        d = cfg.distill
         # Only the cosine and L2 terms compare vectors coordinate by coordinate; the similarity and relative terms
         # compare in-batch similarity matrices, so without the former the student may keep any output width.
         pointwise = bool(d.cosine_weight or d.l2_weight)
@@ -68,13 +140,9 @@ class DistillTask:
                              f"for the cosine and L2 terms (set model.head_dim={teacher_dim} to add a projection "
                              f"head, or set distill.cosine_weight and distill.l2_weight to 0)", "config",
                              field="model.head_dim")
-        source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
-                                 cfg.data.group_by_length, d.teacher_weights, d.neighbour_group, d.neighbour_window,
-                                 jax.process_index(), jax.process_count(),
-                                 tuple(map(str, d.teacher_vectors or d.teachers)))
         spec = loaded.model.spec
         return cls(cfg, source, teacher_params, graphdefs, tuple(spec.matryoshka_dims), loaded.model.dim, pointwise,
-                   spec.normalize)
+                   spec.normalize, vector_teachers)
 
     # one stream of texts; its representations are {dim: vectors}
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
@@ -90,8 +158,8 @@ class DistillTask:
         if not self.normalized:  # the losses compare cosines: a student without Normalize (and no head) is unit-scaled
             outs = {dim: l2_normalize(v) for dim, v in outs.items()}
         main = self.main_dim
-        if self.source.teacher_vectors:
-            vectors = [batch[f"teacher_vectors{k}"] for k in range(len(self.source.teacher_vectors))]
+        if self.vector_teachers:
+            vectors = [batch[f"teacher_vectors{k}"] for k in range(self.vector_teachers)]
         else:
             vectors = [nnx.merge(g, teacher_params[f"teacher{k}"])(batch[f"teacher{k}_ids"], batch[f"teacher{k}_mask"])
                        for k, g in enumerate(self.teacher_graphdefs)]

@@ -20,6 +20,8 @@ from jaxretrieval.convert.cross_encoder_format import load_reranker
 from jaxretrieval.convert.pylate_format import load_colbert
 from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.data.jsonl import read_texts
+from jaxretrieval.data.shard_format import SAMPLE, is_prepared
+from jaxretrieval.files import upath
 from jaxretrieval.errors import InputError
 from jaxretrieval.inference import encode_texts
 from jaxretrieval.models.embedder import Embedder, carried_matryoshka_heads, with_heads
@@ -137,7 +139,8 @@ def _principal_heads(cfg: TrainConfig, loaded: LoadedEmbedder, fresh: set[str] |
              and (fresh is None or f"matryoshka.{i}.kernel" in fresh)]
     if not heads:
         return
-    texts = read_texts(cfg.data.train)
+    # prepared data keeps a uniform sample of its texts for this, not every text
+    texts = read_texts(upath(cfg.data.train) / SAMPLE if is_prepared(cfg.data.train) else cfg.data.train)
     rng = np.random.default_rng(cfg.seed)
     sample = [texts[i] for i in sorted(rng.choice(len(texts), min(PRINCIPAL_SAMPLE, len(texts)), replace=False))]
     principal_head_init(loaded, heads, sample)

@@ -13,8 +13,15 @@ import jax
 from jaxretrieval.bundles import LoadedReranker
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.pair_groups import PairGroupSource
-from jaxretrieval.data.rerank_data import read_rerank_data
+from jaxretrieval.data.rerank_data import is_labeled_jsonl, read_rerank_data
+from jaxretrieval.data.shard_batches import PairTextBatches
+from jaxretrieval.data.shard_format import is_prepared
+from jaxretrieval.data.shard_stream import ShardSource, open_shards
+from jaxretrieval.data.shard_writer import prepare_pairs
+from jaxretrieval.data.tokenize import length_buckets
+from jaxretrieval.data.train_pairs import iter_train_records, pair_records
 from jaxretrieval.errors import InputError, require_one_batch
+from jaxretrieval.files import upath
 from jaxretrieval.losses.listwise import listwise_kl_loss
 from jaxretrieval.losses.ranking import (
     listwise_ce_loss,
@@ -25,18 +32,41 @@ from jaxretrieval.losses.ranking import (
 from jaxretrieval.models.reranker import CrossEncoder
 
 
+def _prepared_source(cfg: TrainConfig, loaded: LoadedReranker, needs_scores: bool) -> ShardSource:
+    """This process's stream of prepared pair texts, padded per batch to its length bucket with one process, to
+    the tokenizer's max_length with several."""
+    r = cfg.reranker
+    tok = loaded.tokenizer
+    buckets = (tok.max_length,) if jax.process_count() > 1 else length_buckets(tok.max_length, 1)
+    use_scores = r.loss != "listwise"
+
+    def assemble(manifest: dict) -> PairTextBatches:
+        if needs_scores and not manifest["scored"]:
+            raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores; prepare scored data",
+                             cfg.data.train, field="reranker.loss")
+        return PairTextBatches(tok, r.group_size, r.in_batch_negatives, use_scores and manifest["scored"],
+                               cfg.seed, jax.process_index(), buckets, cfg.data.train)
+
+    only_own = use_scores and r.group_size > 1 and needs_scores
+    return open_shards(cfg.data.train, "pair_texts", cfg.task, None, {}, cfg.batch_size, cfg.seed,
+                       cfg.data.shuffle_buffer, jax.process_index(), jax.process_count(), assemble, only_own)
+
+
 @dataclasses.dataclass
 class RerankerTask:
     cfg: TrainConfig
-    source: PairGroupSource
+    source: PairGroupSource | ShardSource
     teacher_params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedReranker) -> RerankerTask:
         r = cfg.reranker
+        needs_scores = r.loss in ("bce", "mse", "ranknet", "distill")
+        if is_prepared(cfg.data.train):
+            return cls(cfg, _prepared_source(cfg, loaded, needs_scores))
         pairs = read_rerank_data(cfg.data.train, r.label_min, r.label_max, cfg.data.split)
         scored = pairs.positive_scores is not None
-        if r.loss in ("bce", "mse", "ranknet", "distill") and not scored:
+        if needs_scores and not scored:
             raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores (a labeled format, or "
                              f"pos_scores/neg_scores)", pairs.source, field="reranker.loss")
         use_scores = scored and r.loss != "listwise"
@@ -46,6 +76,18 @@ class RerankerTask:
         return cls(cfg, PairGroupSource(pairs, loaded.tokenizer, cfg.batch_size, r.group_size, cfg.seed,
                                         use_scores, r.in_batch_negatives, jax.process_index(),
                                         jax.process_count()))
+
+    @staticmethod
+    def prepare(cfg: TrainConfig, loaded: LoadedReranker, out: str, num_shards: int, overwrite: bool) -> dict:
+        """{query, pos, neg[, scores]} records as texts: a cross-encoder tokenizes query and document together, per
+        batch. Labeled formats (data/rerank_data.py) are read whole first; jsonl is streamed."""
+        r = cfg.reranker
+        source = upath(cfg.data.train)
+        if source.suffix == ".jsonl" and not is_labeled_jsonl(source):
+            records = iter_train_records(source)
+        else:
+            records = pair_records(read_rerank_data(cfg.data.train, r.label_min, r.label_max, cfg.data.split))
+        return prepare_pairs(records, out, num_shards, None, str(cfg.data.train), overwrite, seed=cfg.seed)
 
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
         """One stream of (query, document) pairs, the groups flattened: [B·G, L]."""

@@ -9,6 +9,9 @@ A task gives the loop four things, and the loop knows nothing else about it:
 - `encode(model, name, inputs, key)`: one stream's representations; `loss_from_reps(reps, batch,
   teacher_params)`: (loss, metrics) from every stream's representations.
 
+and `prepare(cfg, loaded, out, num_shards, overwrite)` writes the config's training data as prepared shards
+(data/shard_writer.py), tokenized as the task's `build` will read them when data.train names that directory.
+
 The loss is always streams -> representations -> loss. The plain step runs it as one function; GradCache
 (train/grad_cache.py) runs the same three parts chunk by chunk, so every task supports both.
 """
@@ -19,9 +22,14 @@ from typing import Any, Protocol
 
 import jax
 
+from jaxretrieval.config import TrainConfig
+from jaxretrieval.data.shard_format import is_prepared
+from jaxretrieval.errors import InputError
+from jaxretrieval.files import require_free_output
 from jaxretrieval.train.colbert_task import ColBERTTask
 from jaxretrieval.train.dense_task import DenseTask
 from jaxretrieval.train.distill_task import DistillTask
+from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.reranker_task import RerankerTask
 
 
@@ -36,9 +44,23 @@ class Task(Protocol):
     def loss_from_reps(self, reps: dict[str, Any], batch, teacher_params=None
                        ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
 
+    @staticmethod
+    def prepare(cfg: TrainConfig, loaded, out: str, num_shards: int, overwrite: bool) -> dict: ...
+
 
 TASKS: dict[str, type] = {"dense": DenseTask, "distill": DistillTask, "colbert": ColBERTTask,
                           "reranker": RerankerTask}
+
+
+def prepare_data(cfg: TrainConfig, out: str, num_shards: int, overwrite: bool = False) -> dict:
+    """`jaxretrieval prepare`: the config's data.train as shards for its task, with the tokenizer and lengths its
+    training run will use. The output is checked before the model is loaded."""
+    if is_prepared(cfg.data.train):
+        raise InputError("data.train is prepared already; name the source data (jsonl, BEIR directory, texts)",
+                         cfg.data.train, field="data.train")
+    require_free_output(out, overwrite)
+    loaded = build_model(cfg, initialize=False)
+    return TASKS[cfg.task].prepare(cfg, loaded, out, num_shards, overwrite)
 
 
 def task_loss(task: Task, model, batch, teacher_params, dropout_key: jax.Array | None
