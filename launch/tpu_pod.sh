@@ -50,6 +50,7 @@ TRAIN="set -o pipefail; cd ~/jaxretrieval && JAXRETRIEVAL_DISTRIBUTED=1 .venv/bi
 
 stage() {
   run "$PYTHON" -m jaxretrieval.cli config "$CONFIG" "$@" --require-remote --out "$LOCAL/config.yaml"
+  run rm -rf "$REPO/build"  # setuptools builds in build/lib and never prunes it: a deleted module would still ship
   run "$PYTHON" -m pip wheel -q --no-deps -w "$LOCAL/dist" "$REPO"
   run gcloud storage cp "$LOCAL/dist/$WHEEL" "$LOCAL/config.yaml" "$STAGE/"
 }

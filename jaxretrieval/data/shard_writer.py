@@ -137,7 +137,7 @@ class DocReservoir:
 
 
 def _ints(feature, values) -> None:
-    feature.int64_list.value.extend(int(v) for v in values)
+    feature.int64_list.value.extend(values)  # Python ints (token ids, text ids)
 
 
 def prepare_pairs(records: Iterable[PairRecord], out: str | os.PathLike, num_shards: int,

@@ -24,12 +24,13 @@ def test_tpu_pod_dry_run_prints_every_step():
     assert r.returncode == 0, r.stderr
     lines = [x for x in r.stdout.splitlines() if x.startswith("+ ")]
     assert " -m jaxretrieval.cli config configs/scifact_mnrl.yaml steps=10 --require-remote --out " in lines[0]
-    assert " -m pip wheel -q --no-deps -w " in lines[1]
-    assert lines[2].startswith("+ gcloud storage cp ") and lines[2].endswith(" gs://b/runs/x/launch/")
-    assert lines[3].startswith("+ gcloud compute tpus tpu-vm create pod1 --zone us-central2-b --project proj "
+    assert lines[1].endswith("rm -rf " + str(LAUNCH.parent / "build"))  # no stale build/lib module in the wheel
+    assert " -m pip wheel -q --no-deps -w " in lines[2]
+    assert lines[3].startswith("+ gcloud storage cp ") and lines[3].endswith(" gs://b/runs/x/launch/")
+    assert lines[4].startswith("+ gcloud compute tpus tpu-vm create pod1 --zone us-central2-b --project proj "
                                "--accelerator-type v4-16 --version tpu-ubuntu2204-base --spot")
-    assert "tpu-vm delete pod1" in lines[4] and "--quiet" in lines[4]
-    setup, train = lines[5], lines[6]
+    assert "tpu-vm delete pod1" in lines[5] and "--quiet" in lines[5]
+    setup, train = lines[6], lines[7]
     assert "--worker=all" in setup and "gs://b/runs/x/launch/jaxretrieval-" in setup and "jax\\[tpu\\]" in setup
     assert "-py3-none-any.whl" in setup  # installed from the staged wheel, not from a copied checkout
     assert "--worker=all" in train and "JAXRETRIEVAL_DISTRIBUTED=1" in train
