@@ -3,10 +3,11 @@ stopped by the tests. Everything is pointed at loopback: the emulator through ST
 jaxretrieval passes on to gcsfs and TensorStore) and the metadata server variables, so no client library looks for
 credentials or buckets anywhere else.
 
-Two things real GCS does and the emulator does not are added when it is started from this file: downloads carry
-the object's generation (`x-goog-generation`, which TensorStore's OCDBT store reads before it writes, so Orbax
-cannot save without it), and uploads honour `ifGenerationMatch` (412 when the object's generation differs, 0
-meaning "must not exist"), which one-writer locks and OCDBT's manifest updates rely on."""
+Three things real GCS does and the emulator does not are added when it is started from this file: downloads
+carry the object's generation (`x-goog-generation`, which TensorStore's OCDBT store reads before it writes, so
+Orbax cannot save without it); uploads honour `ifGenerationMatch` (412 when the object's generation differs, 0
+meaning "must not exist"), which one-writer locks and OCDBT's manifest updates rely on; and a multipart upload
+keeps every byte of the file (`_binary_safe_read_data`)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ def _like_gcs() -> None:
     from http import HTTPStatus
 
     from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
     def generation(storage, bucket, name):
@@ -120,6 +122,34 @@ def _like_gcs() -> None:
         return insert(request, response, storage, *args, **kwargs)
 
     objects.download, objects.insert = download_with_generation, insert_with_precondition
+    server._read_data = _binary_safe_read_data(server._read_data)
+
+
+def _binary_safe_read_data(read_data):
+    """The emulator parses a multipart upload with Python's email parser, which treats the content as lines: a file
+    ending in "\r" (a TFRecord's last CRC byte can be one) loses that byte, since gcsfs ends the part with "\n"
+    and the parser strips "\r\n". GCS itself keeps every byte; this split keeps them too."""
+    import json
+
+    from gcp_storage_emulator import server
+
+    def read(request_handler, query):
+        content_type = request_handler.headers.get("Content-Type") or ""
+        if not content_type.startswith("multipart/related"):
+            return read_data(request_handler, query)
+        raw = server._decode_raw_data(server._read_raw_data(request_handler), request_handler)
+        boundary = b"--" + content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"').encode()
+        rest = raw.split(boundary, 1)[1]
+        eol = b"\r\n" if rest.startswith(b"\r\n") else b"\n"  # the producer's line ending, used throughout
+        parts = []
+        for part in rest.split(eol + boundary)[:2]:  # the metadata part, then the content part
+            head, _, body = part.removeprefix(eol).partition(eol + eol)
+            fields = dict(line.split(b":", 1) for line in head.split(eol) if b":" in line)
+            kind = {k.strip().lower(): v.strip() for k, v in fields.items()}.get(b"content-type", b"")
+            parts.append((kind.decode().split(";")[0], body))
+        return {"meta": json.loads(parts[0][1]), "content": parts[1][1], "content-type": parts[1][0]}
+
+    return read
 
 
 if __name__ == "__main__":

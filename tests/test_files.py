@@ -130,3 +130,15 @@ def test_a_missing_bucket_is_one_line_naming_the_path(gcs):
         check_storage("gs://no-such-bucket-jr/run", field="output_dir")
     with pytest.raises(InputError, match="does not exist"):
         require_free_output("gs://no-such-bucket-jr/export", overwrite=False)
+
+
+def test_a_gs_file_keeps_every_byte(gcs, tmp_path):
+    """Binary files (TFRecord shards, .npy) come back byte for byte, whatever their last bytes are."""
+    from jaxretrieval.files import local_copy, upload
+
+    for tail in (b"\r", b"\n", b"\r\n", b"\n\n\r", b"--==0==\r", b"x"):
+        data = bytes(range(256)) * 3 + tail
+        (tmp_path / "f.bin").write_bytes(data)
+        url = gcs.url(f"bytes/{tail.hex()}.bin")
+        upload(str(tmp_path / "f.bin"), url)
+        assert local_copy(url).read_bytes() == data, tail
