@@ -61,9 +61,14 @@ class DataConfig:
     shuffle_buffer: int = 10000
 
 
+SCORE_LOSSES = ("kl", "margin_mse")  # dense losses that distill the file's teacher scores
+
+
 @dataclasses.dataclass
 class LossConfig:
-    name: str = "infonce"  # infonce | kl (dense task: per-query KL to the file's pos_scores/neg_scores)
+    # infonce | kl (per-query KL to the file's pos_scores/neg_scores) | margin_mse (the student's positive-negative
+    # score margins fitted to the teacher's)
+    name: str = "infonce"
     temperature: float = 0.05
     symmetric: bool = False
 
@@ -110,7 +115,8 @@ class ColBERTConfig:
     attend_to_expansion_tokens: bool = False
     skiplist: bool = True  # drop punctuation tokens from document vectors
     reduce: str = "sum"  # sum (ColBERT) | mean (RAG-Retrieval)
-    loss: str = "contrastive"  # contrastive (in-batch + hard negatives) | distill (KL to pos/neg_scores per query)
+    # contrastive (in-batch + hard negatives) | distill (KL to pos/neg_scores per query) | margin_mse (score margins)
+    loss: str = "contrastive"
     normalize_teacher_scores: bool = False  # distill: min-max normalize each query's teacher scores
     doc_chunk: int = 64  # documents per MaxSim chunk (bounded memory)
 
@@ -222,9 +228,9 @@ class TrainConfig:
             (self.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
             (self.eval_every >= 0, "eval_every", "must be >= 0"),
             (self.data.num_negatives >= 0, "data.num_negatives", "must be >= 0"),
-            (self.loss.name in ("infonce", "kl"), "loss.name", "must be infonce or kl"),
-            (self.loss.name != "kl" or self.data.num_negatives > 0, "data.num_negatives",
-             "must be > 0 for loss.name kl (the group each query is distilled over)"),
+            (self.loss.name in ("infonce", *SCORE_LOSSES), "loss.name", "must be infonce, kl or margin_mse"),
+            (self.loss.name not in SCORE_LOSSES or self.data.num_negatives > 0, "data.num_negatives",
+             f"must be > 0 for loss.name {self.loss.name} (the group each query is distilled over)"),
             (self.loss.temperature > 0, "loss.temperature", "must be positive"),
             (self.optimizer.schedule in ("linear", "cosine", "constant"), "optimizer.schedule",
              "must be linear, cosine or constant"),
@@ -239,9 +245,10 @@ class TrainConfig:
             (self.reranker.group_size >= 2, "reranker.group_size", "must be >= 2 (a positive and a negative)"),
             (self.colbert.projection in ("linear", "ffn"), "colbert.projection", "must be linear or ffn"),
             (self.colbert.reduce in ("sum", "mean"), "colbert.reduce", "must be sum or mean"),
-            (self.colbert.loss in ("contrastive", "distill"), "colbert.loss", "must be contrastive or distill"),
-            (self.colbert.loss != "distill" or self.data.num_negatives > 0, "data.num_negatives",
-             "must be > 0 for colbert.loss distill (the group each query is distilled over)"),
+            (self.colbert.loss in ("contrastive", "distill", "margin_mse"), "colbert.loss",
+             "must be contrastive, distill or margin_mse"),
+            (self.colbert.loss == "contrastive" or self.data.num_negatives > 0, "data.num_negatives",
+             f"must be > 0 for colbert.loss {self.colbert.loss} (the group each query is distilled over)"),
             (self.model.head_dim >= 0, "model.head_dim", "must be >= 0"),
             (self.model.max_length >= 0, "model.max_length", "must be >= 0 (0: the directory's max_seq_length)"),
             (not self.model.max_length or self.task in ("dense", "distill"), "model.max_length",

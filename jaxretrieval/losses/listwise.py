@@ -34,3 +34,13 @@ def listwise_kl_loss(student: jax.Array, teacher: jax.Array, temperature: float 
     p = jnp.exp(log_p)
     kl = jnp.where(p > 0, p * (log_p - log_q), 0.0).sum(axis=-1)
     return kl.mean()
+
+
+def margin_mse_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
+    """MarginMSE (Hofstätter et al., as sentence-transformers' MarginMSELoss): mean over every query and negative
+    of ((s_pos − s_neg) − (t_pos − t_neg))². student, teacher float[B, G], the positive in column 0 and the
+    negatives after it. Only the margins are fitted, so the teacher's offset does not matter, but its scale does:
+    the student's raw scores (dot products, MaxSim sums) should be comparable to the teacher's. Returns a float32
+    scalar."""
+    student, teacher = student.astype(jnp.float32), teacher.astype(jnp.float32)
+    return jnp.square((student[:, :1] - student[:, 1:]) - (teacher[:, :1] - teacher[:, 1:])).mean()

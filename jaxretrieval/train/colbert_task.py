@@ -22,7 +22,7 @@ from jaxretrieval.data.tokenize import length_buckets
 from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_from_scores
-from jaxretrieval.losses.listwise import listwise_kl_loss
+from jaxretrieval.losses.listwise import listwise_kl_loss, margin_mse_loss
 from jaxretrieval.losses.maxsim import maxsim_dense, maxsim_scores
 from jaxretrieval.models.colbert import ColBERT
 
@@ -37,7 +37,7 @@ def colbert_tokenization(loaded: LoadedColBERT) -> Tokenization:
 
 def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource | ShardSource:
     tok = loaded.tokenizer
-    distill = cfg.colbert.loss == "distill"
+    distill = cfg.colbert.loss != "contrastive"  # distill, margin_mse: the file's teacher scores
     per_octave = cfg.data.length_buckets_per_octave
     if is_prepared(cfg.data.train):
         tokens = colbert_tokenization(loaded)
@@ -45,8 +45,8 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource 
 
         def assemble(manifest: dict) -> PairTokenBatches:
             if distill and not manifest["scored"]:
-                raise InputError("colbert.loss distill needs pos_scores and neg_scores in every record; prepare "
-                                 "scored data", cfg.data.train, field="pos_scores")
+                raise InputError(f"colbert.loss {cfg.colbert.loss} needs pos_scores and neg_scores in every record; "
+                                 f"prepare scored data", cfg.data.train, field="pos_scores")
             return PairTokenBatches(cfg.data.num_negatives, cfg.seed, jax.process_index(), tok.text.pad_id,
                                     tok.expansion_id, (tok.query_length,), doc_buckets, distill, cfg.data.train)
 
@@ -55,8 +55,8 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource 
                            jax.process_count(), assemble, only_own_negatives=distill)
     pairs = read_train_pairs(cfg.data.train, cfg.data.split)
     if distill and pairs.positive_scores is None:
-        raise InputError("colbert.loss distill needs pos_scores and neg_scores in every record (jaxretrieval score "
-                         "adds them)", pairs.source, field="pos_scores")
+        raise InputError(f"colbert.loss {cfg.colbert.loss} needs pos_scores and neg_scores in every record "
+                         f"(jaxretrieval score adds them)", pairs.source, field="pos_scores")
     require_one_batch(len(pairs), cfg.batch_size, "training examples", pairs.source)
     queries, docs = tok.table(pairs.query_texts, "query", per_octave), tok.table(pairs.doc_texts, "doc", per_octave)
     return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
@@ -113,6 +113,8 @@ class ColBERTTask:
                                                                c.reduce)[0])
         student = per_query(q, q_mask, group)
         teacher = jnp.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], axis=1)
+        if c.loss == "margin_mse":  # raw MaxSim scores: the margins are fitted on the teacher's own scale
+            return margin_mse_loss(student, teacher), {}
         loss = listwise_kl_loss(student, teacher, self.cfg.loss.temperature,
                                 normalize_teacher=c.normalize_teacher_scores)
         return loss, {}

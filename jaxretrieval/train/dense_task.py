@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxretrieval.bundles import LoadedEmbedder
-from jaxretrieval.config import TrainConfig
+from jaxretrieval.config import SCORE_LOSSES, TrainConfig
 from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 from jaxretrieval.data.shard_batches import PairTokenBatches
 from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
@@ -22,7 +22,7 @@ from jaxretrieval.data.tokenize import length_buckets
 from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_loss
-from jaxretrieval.losses.listwise import listwise_kl_loss
+from jaxretrieval.losses.listwise import listwise_kl_loss, margin_mse_loss
 from jaxretrieval.models.embedder import Embedder
 
 
@@ -38,15 +38,15 @@ def prepared_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> ShardSour
     """This process's stream of a prepared directory: padded per batch to its length bucket with one process, to
     the prepared maximum lengths with several (data/shard_stream.py)."""
     tokens = dense_tokenization(cfg, loaded)
-    kl = cfg.loss.name == "kl"
+    kl = cfg.loss.name in SCORE_LOSSES
     q_len, d_len = tokens.settings["max_query_length"], tokens.settings["max_doc_length"]
     per_octave = cfg.data.length_buckets_per_octave
     buckets = (lambda n: (n,)) if jax.process_count() > 1 else (lambda n: length_buckets(n, per_octave))
 
     def assemble(manifest: dict) -> PairTokenBatches:
         if kl and not manifest["scored"]:
-            raise InputError("loss.name kl needs pos_scores and neg_scores in every record (jaxretrieval score adds "
-                             "them); prepare scored data", cfg.data.train, field="pos_scores")
+            raise InputError(f"loss.name {cfg.loss.name} needs pos_scores and neg_scores in every record "
+                             f"(jaxretrieval score adds them); prepare scored data", cfg.data.train, field="pos_scores")
         return PairTokenBatches(cfg.data.num_negatives, cfg.seed, jax.process_index(), loaded.tokenizer.pad_id,
                                 loaded.tokenizer.pad_id, buckets(q_len), buckets(d_len), kl, cfg.data.train)
 
@@ -61,18 +61,19 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
         return prepared_dense_source(cfg, loaded)
     tok = loaded.tokenizer
     pairs = read_train_pairs(cfg.data.train, cfg.data.split)
-    if cfg.loss.name == "kl" and pairs.positive_scores is not None:
+    scored = cfg.loss.name in SCORE_LOSSES
+    if scored and pairs.positive_scores is not None:
         pairs = pairs.with_negatives_only()
     require_one_batch(len(pairs), cfg.batch_size, "training examples", pairs.source)
     per_octave = cfg.data.length_buckets_per_octave
     queries = TokenTable.build(tok, pairs.query_texts, "query", min(cfg.model.max_query_length, tok.max_length),
                                per_octave)
     docs = TokenTable.build(tok, pairs.doc_texts, "doc", min(cfg.model.max_doc_length, tok.max_length), per_octave)
-    if cfg.loss.name == "kl" and pairs.positive_scores is None:
-        raise InputError("loss.name kl needs pos_scores and neg_scores in every record (jaxretrieval score adds "
-                         "them)", pairs.source, field="pos_scores")
+    if scored and pairs.positive_scores is None:
+        raise InputError(f"loss.name {cfg.loss.name} needs pos_scores and neg_scores in every record (jaxretrieval "
+                         f"score adds them)", pairs.source, field="pos_scores")
     return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
-                            jax.process_index(), jax.process_count(), with_scores=cfg.loss.name == "kl")
+                            jax.process_index(), jax.process_count(), with_scores=scored)
 
 
 @dataclasses.dataclass
@@ -107,12 +108,14 @@ class DenseTask:
         masks), and with loss.name kl pos_score float32[B], neg_scores float32[B, N]; reps: query float32[B, D],
         doc float32[B(1 + N), D] (positives, then each query's negatives)."""
         c = self.cfg.loss
-        if c.name == "kl":  # distillation of teacher scores over each query's own [positive, negatives]
+        if c.name in SCORE_LOSSES:  # distillation of teacher scores over each query's own [positive, negatives]
             q, d = reps["query"], reps["doc"]
             b, n = batch["neg_doc"].shape
             group = jnp.concatenate([d[:b, None], d[b:].reshape(b, n, -1)], axis=1)  # [B, 1 + N, D]
-            student = jnp.einsum("bd,bgd->bg", q, group) / c.temperature
+            student = jnp.einsum("bd,bgd->bg", q, group)
             teacher = jnp.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], axis=1)
-            return listwise_kl_loss(student, teacher), {}
+            if c.name == "margin_mse":  # raw dot products: the margins are fitted on the teacher's own scale
+                return margin_mse_loss(student, teacher), {}
+            return listwise_kl_loss(student / c.temperature, teacher), {}
         text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
         return infonce_loss(reps["query"], reps["doc"], text_ids, c.temperature, c.symmetric, batch["query_text"]), {}

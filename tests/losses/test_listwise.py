@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxretrieval.losses.listwise import listwise_kl_loss, minmax_normalize
+from jaxretrieval.losses.listwise import listwise_kl_loss, margin_mse_loss, minmax_normalize
 
 
 def ref_kl(student, teacher, temperature, mask):
@@ -35,3 +35,14 @@ def test_listwise_kl_is_per_group_with_masks_and_minmax():
                                rtol=1e-5)
     assert float(listwise_kl_loss(teacher, teacher, 1.0)) == pytest.approx(0.0, abs=1e-6)
     assert np.isfinite(float(listwise_kl_loss(student, np.zeros((4, 6)), 1.0, normalize_teacher=True)))
+
+
+def test_margin_mse_fits_margins_not_offsets():
+    rng = np.random.default_rng(3)
+    student, teacher = rng.normal(size=(5, 4)), rng.normal(size=(5, 4)) * 3
+    reference = np.mean([((student[i, 0] - student[i, j]) - (teacher[i, 0] - teacher[i, j])) ** 2
+                         for i in range(5) for j in range(1, 4)])
+    np.testing.assert_allclose(margin_mse_loss(student, teacher), reference, rtol=1e-6)
+    np.testing.assert_allclose(margin_mse_loss(student, teacher + 7.0), reference, rtol=1e-5)  # offset-free
+    assert float(margin_mse_loss(teacher - 2.0, teacher)) == pytest.approx(0.0, abs=1e-6)
+    assert float(margin_mse_loss(2 * teacher, teacher)) > 0  # the scale counts

@@ -33,3 +33,33 @@ def test_streams_and_contrastive_loss(tmp_path):
     scores = maxsim_scores(q, streams["query"]["vectors"], d, streams["doc"]["vectors"], "sum", 64)
     ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
     assert float(got) == pytest.approx(float(infonce_from_scores(scores, ids, cfg.loss.temperature)), rel=1e-6)
+
+
+def test_margin_mse_fits_each_querys_maxsim_margins(tmp_path):
+    import json
+
+    model, data = tiny_colbert_dir(tmp_path / "m"), tiny_pairs_jsonl(tmp_path / "d.jsonl")
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    data.write_text("".join(json.dumps({**r, "pos_scores": [3.0], "neg_scores": [float(-i) for i in
+                                                                                range(len(r["neg"]))]}) + "\n"
+                            for r in rows))
+    cfg = load_config(None, [f"output_dir={tmp_path}", "task=colbert", f"model.path={model}", f"data.train={data}",
+                             "batch_size=4", "data.num_negatives=2", "colbert.dim=8", "colbert.query_length=8",
+                             "colbert.doc_length=16", "colbert.loss=margin_mse"])
+    task = ColBERTTask.build(cfg, build_model(cfg))
+    batch = {k: jnp.asarray(v) for k, v in task.source.batch(0).items()}
+    streams = task.streams(batch)
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(4, 8, 8)).astype(np.float32)
+    d = rng.normal(size=(12, streams["doc"]["ids"].shape[1], 8)).astype(np.float32)
+    got, _ = task.loss_from_reps({"query": jnp.asarray(q), "doc": jnp.asarray(d)}, batch)
+    qm, dm = np.asarray(streams["query"]["vectors"]), np.asarray(streams["doc"]["vectors"])
+
+    def maxsim(i, j):  # sum over the query's vectors of the best document vector
+        sims = q[i] @ d[j].T
+        return float((np.where(dm[j][None, :] > 0, sims, -np.inf).max(1) * qm[i]).sum())
+
+    teacher = np.concatenate([np.asarray(batch["pos_score"])[:, None], np.asarray(batch["neg_scores"])], 1)
+    student = np.array([[maxsim(i, i)] + [maxsim(i, 4 + 2 * i + k) for k in range(2)] for i in range(4)])
+    expect = np.mean((student[:, :1] - student[:, 1:] - (teacher[:, :1] - teacher[:, 1:])) ** 2)
+    assert float(got) == pytest.approx(expect, rel=1e-5)

@@ -32,10 +32,10 @@ def _task(tmp_path, *extra):
     return DenseTask.build(cfg, build_model(cfg)), cfg
 
 
-@pytest.mark.parametrize("loss", ["infonce", "kl"])
+@pytest.mark.parametrize("loss", ["infonce", "kl", "margin_mse"])
 def test_loss_from_reps(tmp_path, loss):
-    extra = ["loss.name=kl", "data.num_negatives=2"] if loss == "kl" else ["data.num_negatives=2"]
-    if loss == "kl":
+    extra = [f"loss.name={loss}", "data.num_negatives=2"]
+    if loss != "infonce":
         scored = tiny_pairs_jsonl(tmp_path / "s.jsonl")
         import json
         rows = [json.loads(x) for x in scored.read_text().splitlines()]
@@ -54,7 +54,11 @@ def test_loss_from_reps(tmp_path, loss):
         ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
         expect = infonce_loss(q, d, ids, cfg.loss.temperature, cfg.loss.symmetric, batch["query_text"])
     else:
-        group = jnp.concatenate([d[:B, None], d[B:].reshape(B, N, D)], axis=1)
-        student = jnp.einsum("bd,bgd->bg", q, group) / cfg.loss.temperature
-        expect = listwise_kl_loss(student, jnp.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], 1))
+        group = np.concatenate([np.asarray(d[:B, None]), np.asarray(d[B:]).reshape(B, N, D)], axis=1)
+        student = np.einsum("bd,bgd->bg", np.asarray(q), group)
+        teacher = np.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], 1)
+        if loss == "kl":
+            expect = listwise_kl_loss(student / cfg.loss.temperature, teacher)
+        else:  # margins of the positive over each negative, student against teacher
+            expect = np.mean((student[:, :1] - student[:, 1:] - (teacher[:, :1] - teacher[:, 1:])) ** 2)
     assert float(got) == pytest.approx(float(expect), rel=1e-6)
