@@ -39,6 +39,9 @@ class ModelConfig:
     head_dim: int = 0  # > 0: append a new linear head to this dimension (then normalize), e.g. the teacher's
     matryoshka_dims: list[int] = dataclasses.field(default_factory=list)  # smaller output dims trained alongside
     matryoshka_mode: str = "heads"  # heads: a linear head per dim (Stella v5, Jasper) | slice: prefixes of one
+    # each Matryoshka dim's loss weight, in the order of matryoshka_dims (the main output's is 1); empty: all 1,
+    # as sentence-transformers' MatryoshkaLoss
+    matryoshka_weights: list[float] = dataclasses.field(default_factory=list)
     # How new heads start. normal: small random weights (the student leaves its own geometry and must be taught the
     # teacher's). orthogonal: a semi-orthogonal kernel and zero bias, so a head at least as wide as its input keeps
     # every cosine of the student exactly (a narrower one is a random orthogonal projection). principal (distill):
@@ -62,6 +65,13 @@ class DataConfig:
 
 
 SCORE_LOSSES = ("kl", "margin_mse")  # dense losses that distill the file's teacher scores
+
+
+def matryoshka_weight(cfg: "TrainConfig", dim: int) -> float:
+    """The loss weight of a Matryoshka dim: its model.matryoshka_weights entry, 1 when unset or not configured (a
+    head carried over from the model directory)."""
+    m = cfg.model
+    return dict(zip(m.matryoshka_dims, m.matryoshka_weights)).get(dim, 1.0)
 
 
 @dataclasses.dataclass
@@ -257,6 +267,11 @@ class TrainConfig:
             (len(set(self.model.matryoshka_dims)) == len(self.model.matryoshka_dims), "model.matryoshka_dims",
              "must not repeat"),
             (self.model.matryoshka_mode in ("heads", "slice"), "model.matryoshka_mode", "must be heads or slice"),
+            (not self.model.matryoshka_dims or self.task in ("dense", "distill"), "model.matryoshka_dims",
+             "is for tasks dense and distill (a ColBERT or reranker model has no pooled vector to cut)"),
+            (not self.model.matryoshka_weights or len(self.model.matryoshka_weights) == len(
+                self.model.matryoshka_dims), "model.matryoshka_weights", "needs one weight per model.matryoshka_dims"),
+            (all(w >= 0 for w in self.model.matryoshka_weights), "model.matryoshka_weights", "must be >= 0"),
             (self.model.head_init in ("normal", "orthogonal", "principal"), "model.head_init",
              "must be normal, orthogonal or principal"),
             (self.model.head_init != "principal" or self.task == "distill", "model.head_init",

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxretrieval.bundles import LoadedEmbedder
-from jaxretrieval.config import SCORE_LOSSES, TrainConfig
+from jaxretrieval.config import SCORE_LOSSES, TrainConfig, matryoshka_weight
 from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 from jaxretrieval.data.shard_batches import PairTokenBatches
 from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
@@ -81,10 +81,11 @@ class DenseTask:
     cfg: TrainConfig
     source: DenseBatchSource | ShardSource
     teacher_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    main_dim: int = 0  # the model's output width; the other keys of Matryoshka reps are its smaller dims
 
     @classmethod
     def build(cls, cfg: TrainConfig, loaded: LoadedEmbedder) -> "DenseTask":
-        return cls(cfg, make_dense_source(cfg, loaded))
+        return cls(cfg, make_dense_source(cfg, loaded), main_dim=loaded.model.dim)
 
     @staticmethod
     def prepare(cfg: TrainConfig, loaded: LoadedEmbedder, out: str, num_shards: int, overwrite: bool) -> dict:
@@ -99,23 +100,38 @@ class DenseTask:
                         "mask": jnp.concatenate([batch["pos_mask"], batch["neg_mask"].reshape(-1, length)])}}
 
     @staticmethod
-    def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
+    def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array | dict[int, jax.Array]:
+        """The main output float32[rows, D]; with Matryoshka dims, {dim: float32[rows, dim]} from one pass."""
+        if model.spec.matryoshka_dims:
+            return model.embed_all(inputs["ids"], inputs["mask"], dropout_key=key)
         return model(inputs["ids"], inputs["mask"], dropout_key=key)
 
-    def loss_from_reps(self, reps: dict[str, jax.Array], batch, teacher_params=None) -> tuple[jax.Array, dict]:
+    def loss_from_reps(self, reps: dict, batch, teacher_params=None) -> tuple[jax.Array, dict]:
         """batch: query_ids/query_mask int32[B, Lq], pos_ids/pos_mask int32[B, Ld], neg_ids/neg_mask
         int32[B, N, Ld], query_text int32[B], pos_doc int32[B], neg_doc int32[B, N] (text ids for duplicate
-        masks), and with loss.name kl pos_score float32[B], neg_scores float32[B, N]; reps: query float32[B, D],
-        doc float32[B(1 + N), D] (positives, then each query's negatives)."""
+        masks), and with a score loss pos_score float32[B], neg_scores float32[B, N]; reps: query float32[B, D],
+        doc float32[B(1 + N), D] (positives, then each query's negatives), or {dim: those} with Matryoshka dims:
+        then the loss at the main output plus each dim's loss times its weight (sentence-transformers'
+        MatryoshkaLoss), each dim's own loss logged as d{dim}/loss."""
+        q, d = reps["query"], reps["doc"]
+        if not isinstance(q, dict):
+            return self._loss(q, d, batch), {}
+        total, metrics = self._loss(q[self.main_dim], d[self.main_dim], batch), {}
+        for dim in sorted(set(q) - {self.main_dim}, reverse=True):
+            part = self._loss(q[dim], d[dim], batch)
+            total = total + matryoshka_weight(self.cfg, dim) * part
+            metrics[f"d{dim}/loss"] = part
+        return total, metrics
+
+    def _loss(self, q: jax.Array, d: jax.Array, batch) -> jax.Array:
         c = self.cfg.loss
         if c.name in SCORE_LOSSES:  # distillation of teacher scores over each query's own [positive, negatives]
-            q, d = reps["query"], reps["doc"]
             b, n = batch["neg_doc"].shape
             group = jnp.concatenate([d[:b, None], d[b:].reshape(b, n, -1)], axis=1)  # [B, 1 + N, D]
             student = jnp.einsum("bd,bgd->bg", q, group)
             teacher = jnp.concatenate([batch["pos_score"][:, None], batch["neg_scores"]], axis=1)
             if c.name == "margin_mse":  # raw dot products: the margins are fitted on the teacher's own scale
-                return margin_mse_loss(student, teacher), {}
-            return listwise_kl_loss(student / c.temperature, teacher), {}
+                return margin_mse_loss(student, teacher)
+            return listwise_kl_loss(student / c.temperature, teacher)
         text_ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
-        return infonce_loss(reps["query"], reps["doc"], text_ids, c.temperature, c.symmetric, batch["query_text"]), {}
+        return infonce_loss(q, d, text_ids, c.temperature, c.symmetric, batch["query_text"])

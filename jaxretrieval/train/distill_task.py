@@ -15,7 +15,7 @@ import jax
 from flax import nnx
 
 from jaxretrieval.bundles import LoadedEmbedder
-from jaxretrieval.config import TrainConfig
+from jaxretrieval.config import TrainConfig, matryoshka_weight
 from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.data.jsonl import iter_texts, read_texts
 from jaxretrieval.data.shard_batches import TextTokenBatches
@@ -172,6 +172,6 @@ class DistillTask:
         metrics = dict(terms)
         for dim in self.matryoshka_dims:
             part, part_terms = stella_loss(outs[dim], target, full_dimension=False, **weights)
-            total = total + part
+            total = total + matryoshka_weight(self.cfg, dim) * part
             metrics.update({f"d{dim}/{k}": v for k, v in part_terms.items()})
         return total, metrics

@@ -62,3 +62,31 @@ def test_loss_from_reps(tmp_path, loss):
         else:  # margins of the positive over each negative, student against teacher
             expect = np.mean((student[:, :1] - student[:, 1:] - (teacher[:, :1] - teacher[:, 1:])) ** 2)
     assert float(got) == pytest.approx(float(expect), rel=1e-6)
+
+
+def test_matryoshka_dims_add_a_weighted_loss_each(tmp_path):
+    task, cfg = _task(tmp_path, "data.num_negatives=2", "model.matryoshka_dims=[4,2]", "model.matryoshka_mode=slice",
+                      "model.matryoshka_weights=[0.5,0.25]")
+    batch = _batch()
+    model = build_model(cfg).model
+    reps = {name: task.encode(model, name, inputs, None) for name, inputs in task.streams(batch).items()}
+    assert set(reps["query"]) == {task.main_dim, 4, 2} and reps["doc"][2].shape == (B * (1 + N), 2)
+    got, metrics = task.loss_from_reps(reps, batch)
+    ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
+    each = {dim: float(infonce_loss(reps["query"][dim], reps["doc"][dim], ids, cfg.loss.temperature, False,
+                                    batch["query_text"])) for dim in reps["query"]}
+    assert float(got) == pytest.approx(each[task.main_dim] + 0.5 * each[4] + 0.25 * each[2], rel=1e-5)
+    assert float(metrics["d4/loss"]) == pytest.approx(each[4], rel=1e-6)
+    # a slice is the prefix of the main output, normalized again
+    main = np.asarray(reps["query"][task.main_dim])[:, :4]
+    np.testing.assert_allclose(reps["query"][4], main / np.linalg.norm(main, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_matryoshka_settings_other_tasks_would_ignore_are_errors(tmp_path):
+    from jaxretrieval.errors import InputError
+
+    base = [f"output_dir={tmp_path}", "model.path=m", "data.train=d.jsonl"]
+    with pytest.raises(InputError, match=r"\[model.matryoshka_dims\]: model.matryoshka_dims is for tasks dense and"):
+        load_config(None, [*base, "task=colbert", "model.matryoshka_dims=[4]"])
+    with pytest.raises(InputError, match=r"\[model.matryoshka_weights\]: .* needs one weight per"):
+        load_config(None, [*base, "model.matryoshka_dims=[4]", "model.matryoshka_weights=[1,2]"])
