@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import flax.nnx as nnx
+import jax.numpy as jnp
 import numpy as np
 
 from jaxretrieval.bundles import LoadedColBERT
@@ -46,9 +47,11 @@ def _pylate_dense(root: Path) -> list[tuple[dict, dict[str, np.ndarray]]]:
     return out
 
 
-def load_colbert(path: str | os.PathLike, cfg: ColBERTConfig | None = None, seed: int = 0) -> LoadedColBERT:
+def load_colbert(path: str | os.PathLike, cfg: ColBERTConfig | None = None, seed: int = 0,
+                 dtype=jnp.float32) -> LoadedColBERT:
     """A PyLate directory keeps its projection and settings (cfg may override lengths); any other encoder
-    directory gets a fresh projection built from cfg."""
+    directory gets a fresh projection built from cfg. dtype: the encoder's compute dtype (parameters stay
+    float32; the projection and MaxSim run in float32)."""
     root = resolve_model_path(path)
     cfg = cfg or ColBERTConfig()
     if root.is_dir() and is_pylate_dir(root):
@@ -60,7 +63,7 @@ def load_colbert(path: str | os.PathLike, cfg: ColBERTConfig | None = None, seed
                              "Dense followed by one)", root / "modules.json")
         spec = ColBERTSpec(dim=int(dense[-1][0]["out_features"]), projection=projection, reduce=cfg.reduce)
         tdir = transformer_dir_of(root)
-        encoder, hf_config = load_hf_encoder(tdir)
+        encoder, hf_config = load_hf_encoder(tdir, dtype=dtype)
         st_cfg = read_json(tdir / "sentence_bert_config.json") if (tdir / "sentence_bert_config.json").exists() else {}
         text = TextTokenizer(tdir, hf_config.get("max_position_embeddings", 512),
                              do_lower_case=bool(st_cfg.get("do_lower_case", False)))
@@ -74,7 +77,7 @@ def load_colbert(path: str | os.PathLike, cfg: ColBERTConfig | None = None, seed
                                st.get("document_prefix", "[D] "), bool(st.get("attend_to_expansion_tokens", False)),
                                custom_skiplist=st.get("skiplist_words"))
         return LoadedColBERT(model, tok, root)
-    loaded = load_embedder(root, query_prompt="", doc_prompt="")  # markers replace the dense model's prompts
+    loaded = load_embedder(root, query_prompt="", doc_prompt="", dtype=dtype)  # markers replace the prompts
     spec = ColBERTSpec(dim=cfg.dim, projection=cfg.projection, reduce=cfg.reduce)
     model = ColBERT(loaded.model.encoder, spec, rngs=nnx.Rngs(seed))
     tok = ColBERTTokenizer(loaded.tokenizer, cfg.query_length, cfg.doc_length, cfg.query_prefix, cfg.doc_prefix,

@@ -66,7 +66,7 @@ def build_model(cfg: TrainConfig, initialize: bool = True) -> Bundle:
     initialize=False skips what only a training start needs (init_from, data-dependent head initialization): for
     callers that load a whole checkpoint over the result."""
     if cfg.task == "colbert":
-        loaded = load_colbert(cfg.model.path, cfg.colbert, seed=cfg.seed)
+        loaded = load_colbert(cfg.model.path, cfg.colbert, seed=cfg.seed, dtype=_compute_dtype(cfg))
         add_adapters_and_init_from(cfg, loaded.model, initialize)
         return loaded
     if cfg.task == "reranker":

@@ -63,3 +63,26 @@ def test_margin_mse_fits_each_querys_maxsim_margins(tmp_path):
     student = np.array([[maxsim(i, i)] + [maxsim(i, 4 + 2 * i + k) for k in range(2)] for i in range(4)])
     expect = np.mean((student[:, :1] - student[:, 1:] - (teacher[:, :1] - teacher[:, 1:])) ** 2)
     assert float(got) == pytest.approx(expect, rel=1e-5)
+
+
+def test_bfloat16_compute_reaches_the_colbert_encoder(tmp_path):
+    """model.compute_dtype is honoured by ColBERT (it was silently float32): bf16 vectors are close to float32
+    ones, and the parameters stay float32."""
+    import jax
+
+    model, data = tiny_colbert_dir(tmp_path / "m"), tiny_pairs_jsonl(tmp_path / "d.jsonl")
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = load_config(None, [f"output_dir={tmp_path}", "task=colbert", f"model.path={model}",
+                                 f"data.train={data}", "batch_size=4", "colbert.dim=8", "colbert.query_length=8",
+                                 "colbert.doc_length=16", f"model.compute_dtype={dtype}", "model.dropout=false"])
+        loaded = build_model(cfg)
+        task = ColBERTTask.build(cfg, loaded)
+        batch = {k: jnp.asarray(v) for k, v in task.source.batch(0).items()}
+        inputs = task.streams(batch)["doc"]
+        out[dtype] = np.asarray(task.encode(loaded.model, "doc", inputs, None))
+        from flax import nnx
+        leaves = jax.tree.leaves(nnx.state(loaded.model, nnx.Param))
+        assert all(x.dtype == jnp.float32 for x in leaves)
+    assert not np.array_equal(out["float32"], out["bfloat16"])
+    np.testing.assert_allclose(out["bfloat16"], out["float32"], atol=5e-2)
