@@ -28,6 +28,7 @@ class LoadedEmbedder:
     model: Embedder
     tokenizer: TextTokenizer
     path: Path  # the model directory it was loaded from (its encoder files are carried into an export)
+    trained: dict | None = None  # from a run: its config, the step, the newest eval at or before it (door.py)
     kind: ClassVar[str] = EMBEDDER
 
 
@@ -38,6 +39,7 @@ class LoadedColBERT:
     model: ColBERT
     tokenizer: ColBERTTokenizer
     path: Path
+    trained: dict | None = None  # from a run: its config, the step, the newest eval at or before it (door.py)
     kind: ClassVar[str] = COLBERT
 
 
@@ -48,6 +50,7 @@ class LoadedReranker:
     model: CrossEncoder
     tokenizer: PairTokenizer
     path: Path  # the directory of the encoder's config.json
+    trained: dict | None = None  # from a run: its config, the step, the newest eval at or before it (door.py)
     kind: ClassVar[str] = RERANKER
 
 

@@ -17,10 +17,11 @@ read local files.
 
 from __future__ import annotations
 
+import json
 import os
 
 from jaxretrieval.bundles import Bundle
-from jaxretrieval.config import load_config
+from jaxretrieval.config import config_to_dict, load_config
 from jaxretrieval.convert.cross_encoder_format import is_cross_encoder_dir, load_reranker
 from jaxretrieval.convert.pylate_format import is_pylate_dir, load_colbert
 from jaxretrieval.convert.st_format import load_embedder
@@ -90,4 +91,19 @@ def _open_run(run_dir: UPath, step: int) -> Bundle:
     cfg = load_config(config_path)
     loaded = build_model(cfg, initialize=False)  # the checkpoint below replaces every parameter
     load_checkpoint_params(loaded.model, run_dir, step, require_all=True)
+    loaded.trained = {"config": config_to_dict(cfg), "step": step, "eval": _last_eval(run_dir, step)}
     return loaded
+
+
+def _last_eval(run_dir: UPath, step: int) -> dict | None:
+    """{"step", "metrics"} of the run's newest evaluation at or before `step` (metrics.jsonl), or None."""
+    log = run_dir / "metrics.jsonl"
+    if not log.exists():
+        return None
+    found = None
+    for line in log.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        metrics = {k.removeprefix("eval/"): v for k, v in record.items() if k.startswith("eval/")}
+        if metrics and record.get("step", 0) <= step:
+            found = {"step": record["step"], "metrics": metrics}
+    return found

@@ -16,6 +16,7 @@ from jaxretrieval.bundles import COLBERT, EMBEDDER, RERANKER, Bundle
 from jaxretrieval.convert.cross_encoder_format import write_cross_encoder
 from jaxretrieval.convert.formats import DTYPES
 from jaxretrieval.convert.hf_format import write_hf_encoder
+from jaxretrieval.convert.model_card import model_card
 from jaxretrieval.convert.pylate_format import write_pylate
 from jaxretrieval.convert.st_format import transformer_dir_of, write_sentence_transformers
 from jaxretrieval.errors import InputError
@@ -68,4 +69,5 @@ def export(bundle: Bundle, out_dir: str | os.PathLike, fmt: str = "sentence-tran
                              bundle.model.spec.max_length, tmp, dtype)
             if fmt == "sentence-transformers":
                 write_sentence_transformers(bundle, tmp, dtype)
+        (tmp / "README.md").write_text(model_card(bundle, fmt))
     return out
