@@ -28,7 +28,8 @@ class LoadedEmbedder:
     model: Embedder
     tokenizer: TextTokenizer
     path: Path  # the model directory it was loaded from (its encoder files are carried into an export)
-    trained: dict | None = None  # from a run: its config, the step, the newest eval at or before it (door.py)
+    # from a run: its config, the step, the newest eval at or before it (door.py); keyword-only
+    trained: dict | None = dataclasses.field(default=None, kw_only=True)
     kind: ClassVar[str] = EMBEDDER
 
 
@@ -39,7 +40,8 @@ class LoadedColBERT:
     model: ColBERT
     tokenizer: ColBERTTokenizer
     path: Path
-    trained: dict | None = None  # from a run: its config, the step, the newest eval at or before it (door.py)
+    # from a run: its config, the step, the newest eval at or before it (door.py); keyword-only
+    trained: dict | None = dataclasses.field(default=None, kw_only=True)
     kind: ClassVar[str] = COLBERT
 
 
@@ -50,7 +52,8 @@ class LoadedReranker:
     model: CrossEncoder
     tokenizer: PairTokenizer
     path: Path  # the directory of the encoder's config.json
-    trained: dict | None = None  # from a run: its config, the step, the newest eval at or before it (door.py)
+    # from a run: its config, the step, the newest eval at or before it (door.py); keyword-only
+    trained: dict | None = dataclasses.field(default=None, kw_only=True)
     kind: ClassVar[str] = RERANKER
 
 
