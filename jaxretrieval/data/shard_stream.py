@@ -52,6 +52,7 @@ class ShardSource:
     seed: int
     process_index: int
     identity: dict  # data/shard_format.identity: the same on every process
+    manifest: dict = dataclasses.field(default_factory=dict, repr=False)  # the prepared directory's, as checked
     shuffle_buffer: int = 10000
     only_own_negatives: bool = False  # skip records without negatives of their own (score distillation)
     _local: list[str] | None = dataclasses.field(default=None, init=False, repr=False)
@@ -130,4 +131,4 @@ def open_shards(path: str, content: str, task: str, fingerprint: str | None, set
                                      "with_negatives" if only_own_negatives else "examples")
     files = shard_files(path, manifest, process_index, process_count)
     return ShardSource(files, make_assemble(manifest), global_batch // process_count, steps, seed, process_index,
-                       identity(path, manifest), shuffle_buffer, only_own_negatives)
+                       identity(path, manifest), manifest, shuffle_buffer, only_own_negatives)

@@ -19,7 +19,7 @@ from jaxretrieval.config import TrainConfig, matryoshka_weight
 from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.data.jsonl import iter_texts, read_texts
 from jaxretrieval.data.shard_batches import TextTokenBatches
-from jaxretrieval.data.shard_format import is_prepared, read_manifest, tokenizer_fingerprint
+from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
 from jaxretrieval.data.shard_stream import ShardSource, open_shards
 from jaxretrieval.data.shard_writer import Tokenization, prepare_texts
 from jaxretrieval.data.tokenize import length_buckets
@@ -60,7 +60,7 @@ def _prepared_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> ShardSource:
     source = open_shards(cfg.data.train, "text_tokens", cfg.task, tokens.fingerprint, tokens.settings,
                          cfg.batch_size, cfg.seed, cfg.data.shuffle_buffer, jax.process_index(), jax.process_count(),
                          assemble)
-    manifest = read_manifest(cfg.data.train)
+    manifest = source.manifest
     source.identity = {**source.identity, "teacher_dims": manifest["teacher_dims"],
                        "teachers": manifest["teachers"], "teacher_weights": d.teacher_weights}
     return source

@@ -38,16 +38,15 @@ def _prepared_source(cfg: TrainConfig, loaded: LoadedReranker, needs_scores: boo
     r = cfg.reranker
     tok = loaded.tokenizer
     buckets = (tok.max_length,) if jax.process_count() > 1 else length_buckets(tok.max_length, 1)
-    use_scores = r.loss != "listwise"
 
     def assemble(manifest: dict) -> PairTextBatches:
         if needs_scores and not manifest["scored"]:
             raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores; prepare scored data",
                              cfg.data.train, field="reranker.loss")
-        return PairTextBatches(tok, r.group_size, r.in_batch_negatives, use_scores and manifest["scored"],
+        return PairTextBatches(tok, r.group_size, r.in_batch_negatives, needs_scores,
                                cfg.seed, jax.process_index(), buckets, cfg.data.train)
 
-    only_own = use_scores and r.group_size > 1 and needs_scores
+    only_own = needs_scores and r.group_size > 1  # score losses need each query's own scored negatives
     return open_shards(cfg.data.train, "pair_texts", cfg.task, None, {}, cfg.batch_size, cfg.seed,
                        cfg.data.shuffle_buffer, jax.process_index(), jax.process_count(), assemble, only_own)
 
