@@ -54,10 +54,38 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
+class TrainSource:
+    """One dataset of a mixture (data.train as a list). Empty or negative fields take the data.* value."""
+
+    path: str = ""  # as data.train: jsonl, BEIR directory, STS file or prepared shards
+    name: str = ""  # in logs, metrics and the model card; default: the file or directory name
+    weight: float = 1.0  # share of the batches with data.sampling weights (relative to the other sources')
+    prompt: str = ""  # instruction prepended to each query that has no prompt of its own
+    query_prompt: str | None = None  # replaces the model's query prompt for this source's queries (dense)
+    doc_prompt: str | None = None  # replaces the model's document prompt for this source (dense)
+    num_negatives: int = -1
+    split: str = ""
+    min_score: float | None = None
+
+
+@dataclasses.dataclass
 class DataConfig:
-    train: str = ""  # jsonl {query, pos, neg, prompt?} file, or a BEIR directory (its `split` qrels)
+    # jsonl {query, pos, neg, prompt?} file, a BEIR directory (its `split` qrels), an STS file (pairs scoring at
+    # least min_score), or prepared shards; or a list of sources (TrainSource mappings or paths): a mixture
+    train: str | list[TrainSource] = ""
     split: str = "train"  # BEIR split used for training pairs
     num_negatives: int = 0  # hard negatives per query, resampled each epoch
+    prompt: str = ""  # instruction prepended to each query that has no prompt of its own
+    # STS-B style file as training pairs (sentence 1 -> sentence 2): the pairs whose gold score is at least this
+    min_score: float | None = None
+    # A mixture's choice of source per batch: weights (each source's weight) | size (its number of examples) |
+    # size_temperature (size ** (1 / temperature): temperature > 1 flattens toward uniform) | round_robin
+    sampling: str = "size"
+    temperature: float = 1.0
+    # Every batch from one source, so in-batch negatives come from one domain and instructions stay consistent
+    # (sentence-transformers' and FlagEmbedding's choice); otherwise each batch holds every source in proportion
+    # (rows per source fixed by the sampling shares). Empty: one source per batch for dense and colbert.
+    batch_from_one_source: bool | None = None
     length_buckets_per_octave: int = 1  # padded lengths per doubling: fewer compiled shapes vs less padding
     group_by_length: bool = False  # distill: batch texts of similar length together (random batch order)
     # prepared shards (`jaxretrieval prepare`): records held per host to shuffle the stream; memory, not data size
@@ -175,11 +203,14 @@ class MeshConfig:
 
 @dataclasses.dataclass
 class EvalConfig:
-    data: str = ""  # BEIR directory; empty = no evaluation
+    # BEIR directories; empty = no evaluation. With several, each dataset's metrics are named DATASET/METRIC and
+    # METRIC is their mean (which eval.metric then picks the best step by)
+    data: list[str] = dataclasses.field(default_factory=list)
     split: str = "test"
     batch_size: int = 64
     metric: str = "ndcg@10"  # picks the best step
-    sts: str = ""  # STS-B style tab-separated file (score col 5, sentences 6-7): adds Spearman to eval
+    # STS-B style tab-separated files (score col 5, sentences 6-7): add Spearman to eval (named as eval.data's)
+    sts: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -222,6 +253,7 @@ class TrainConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def validate(self, source: str = "config") -> None:
+        mixture = isinstance(self.data.train, list)  # each source's num_negatives is checked in _validate_sources
         num_teachers = len(self.distill.teacher_vectors or self.distill.teachers)
         checks = [
             (bool(self.output_dir), "output_dir", "must be set"),
@@ -239,7 +271,7 @@ class TrainConfig:
             (self.eval_every >= 0, "eval_every", "must be >= 0"),
             (self.data.num_negatives >= 0, "data.num_negatives", "must be >= 0"),
             (self.loss.name in ("infonce", *SCORE_LOSSES), "loss.name", "must be infonce, kl or margin_mse"),
-            (self.loss.name not in SCORE_LOSSES or self.data.num_negatives > 0, "data.num_negatives",
+            (self.loss.name not in SCORE_LOSSES or self.data.num_negatives > 0 or mixture, "data.num_negatives",
              f"must be > 0 for loss.name {self.loss.name} (the group each query is distilled over)"),
             (self.loss.temperature > 0, "loss.temperature", "must be positive"),
             (self.optimizer.schedule in ("linear", "cosine", "constant"), "optimizer.schedule",
@@ -257,7 +289,7 @@ class TrainConfig:
             (self.colbert.reduce in ("sum", "mean"), "colbert.reduce", "must be sum or mean"),
             (self.colbert.loss in ("contrastive", "distill", "margin_mse"), "colbert.loss",
              "must be contrastive, distill or margin_mse"),
-            (self.colbert.loss == "contrastive" or self.data.num_negatives > 0, "data.num_negatives",
+            (self.colbert.loss == "contrastive" or self.data.num_negatives > 0 or mixture, "data.num_negatives",
              f"must be > 0 for colbert.loss {self.colbert.loss} (the group each query is distilled over)"),
             (self.model.head_dim >= 0, "model.head_dim", "must be >= 0"),
             (self.model.max_length >= 0, "model.max_length", "must be >= 0 (0: the directory's max_seq_length)"),
@@ -308,6 +340,95 @@ class TrainConfig:
         for ok, key, message in checks:
             if not ok:
                 raise InputError(f"{key} {message} (got {_get(self, key)!r})", source, field=key)
+        self._validate_sources(source)
+
+    def _validate_sources(self, source: str) -> None:
+        """data.train as one source or a mixture: every setting a source carries is used, or it is an error."""
+        d = self.data
+        mixture = isinstance(d.train, list)
+        checks = [
+            (d.sampling in SAMPLINGS, "data.sampling", f"must be one of {', '.join(SAMPLINGS)}", d.sampling),
+            (d.temperature > 0, "data.temperature", "must be positive", d.temperature),
+            (d.temperature == 1 or d.sampling == "size_temperature", "data.temperature",
+             "is used only with data.sampling size_temperature", d.temperature),
+            (mixture or (d.sampling == "size" and d.batch_from_one_source is None), "data.sampling",
+             "and data.batch_from_one_source are for a list of sources in data.train", d.sampling),
+            (not mixture or bool(d.train), "data.train", "must name at least one source", d.train),
+            (not mixture or self.task != "distill", "data.train", "is one text file for task distill (its teacher "
+             "vectors are aligned row by row with it); concatenate the texts, or prepare them", "a list"),
+        ]
+        items = d.train if mixture else []
+        for i, src in enumerate(items):
+            key = f"data.train[{i}]"
+            checks += [
+                (bool(src.path), f"{key}.path", "must be set", src.path),
+                (src.weight >= 0, f"{key}.weight", "must be >= 0", src.weight),
+                (src.weight == 1 or d.sampling == "weights", f"{key}.weight",
+                 f"is used only with data.sampling weights (data.sampling is {d.sampling})", src.weight),
+                (src.num_negatives >= -1, f"{key}.num_negatives", "must be >= 0 (-1: data.num_negatives)",
+                 src.num_negatives),
+                ((src.query_prompt is None and src.doc_prompt is None) or self.task == "dense", f"{key}.query_prompt",
+                 "and doc_prompt are for task dense (the other tasks' tokenizers carry no prompts)",
+                 src.query_prompt),
+            ]
+        checks.append((not items or d.sampling != "weights" or sum(s.weight for s in items) > 0, "data.train",
+                       "needs a positive weight on at least one source", [s.weight for s in items]))
+        for ok, key, message, got in checks:
+            if not ok:
+                raise InputError(f"{key} {message} (got {got!r})", source, field=key)
+        resolved = train_sources(self)
+        names = [s.name for s in resolved]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise InputError(f"data.train[{i}].name {name!r} is also source {names.index(name)}'s; give each "
+                                 f"source its own name", source, field=f"data.train[{i}].name")
+        for i, s in enumerate(resolved):
+            where = f"data.train[{i}]." if mixture else "data."
+            for key, value in (("prompt", s.prompt), ("min_score", s.min_score)):
+                if value not in ("", None) and self.task not in ("dense", "colbert"):
+                    raise InputError(f"{where}{key} is for tasks dense and colbert (got {value!r})", source,
+                                     field=where + key)
+            scored = (self.task == "dense" and self.loss.name in SCORE_LOSSES) or (
+                self.task == "colbert" and self.colbert.loss != "contrastive")
+            if scored and s.num_negatives <= 0:
+                raise InputError(f"data.train[{i}].num_negatives must be > 0 to distill teacher scores (the group "
+                                 f"each query is distilled over)", source, field=f"data.train[{i}].num_negatives")
+
+    @property
+    def one_source_batches(self) -> bool:
+        """Whether each batch of a mixture comes from one source: as data.batch_from_one_source says, by default
+        for the tasks whose loss contrasts a batch's rows with each other."""
+        chosen = self.data.batch_from_one_source
+        return self.task in ("dense", "colbert") if chosen is None else chosen
+
+
+SAMPLINGS = ("weights", "size", "size_temperature", "round_robin")
+
+
+def source_name(path: str) -> str:
+    """A source's default name: its file or directory name without the data suffix."""
+    name = posixpath.basename(str(path).rstrip("/"))
+    for suffix in (".jsonl", ".csv", ".tsv"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def train_sources(cfg: "TrainConfig") -> list[TrainSource]:
+    """data.train as resolved sources: one for a path, each entry of a list, every empty field from data.*."""
+    d = cfg.data
+    items = d.train if isinstance(d.train, list) else [TrainSource(path=d.train)]
+    return [dataclasses.replace(
+        s, name=s.name or source_name(s.path), prompt=s.prompt or d.prompt,
+        num_negatives=d.num_negatives if s.num_negatives < 0 else s.num_negatives, split=s.split or d.split,
+        min_score=d.min_score if s.min_score is None else s.min_score) for s in items]
+
+
+def source_config(cfg: "TrainConfig", src: TrainSource, batch_size: int) -> "TrainConfig":
+    """The single-source config a task builds one source of a mixture from (src resolved by train_sources)."""
+    data = dataclasses.replace(cfg.data, train=src.path, split=src.split, num_negatives=src.num_negatives,
+                               prompt=src.prompt, min_score=src.min_score, sampling="size", temperature=1.0,
+                               batch_from_one_source=None)
+    return dataclasses.replace(cfg, data=data, batch_size=batch_size)
 
 
 def _get(obj: Any, dotted: str) -> Any:
@@ -337,6 +458,14 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
             except InputError as e:
                 last_error = e
         raise last_error
+    if dataclasses.is_dataclass(annotation):  # a mapping of that dataclass's fields, or a path alone
+        if isinstance(value, str):
+            value = {"path": value}
+        if not isinstance(value, dict):
+            raise InputError(f"expected a mapping, got {value!r}", source, field=key)
+        obj = annotation()
+        _merge(obj, value, source, key + ".")
+        return obj
     if isinstance(value, str) and annotation in (int, float):
         try:  # python's parser: YAML 1.1 reads "1e-3" as a string
             value = int(value) if annotation is int else float(value)
@@ -455,7 +584,8 @@ def config_paths(cfg: TrainConfig) -> list[tuple[str, str]]:
         value = cfg
         for part in key.split("."):
             value = getattr(value, part)
-        out += [(key, v) for v in (value if isinstance(value, list) else [value]) if v]
+        values = value if isinstance(value, list) else [value]
+        out += [(key, v.path if isinstance(v, TrainSource) else v) for v in values if v]
     return out
 
 

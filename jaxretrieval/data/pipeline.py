@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from jaxretrieval.data.shard_stream import ShardSource
 from jaxretrieval.data.tokenize import TextTokenizer, bucket_for, length_buckets, pad_ragged
 from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
 
@@ -158,10 +157,10 @@ class DenseBatchSource:
 
 def iterate(source, start_step: int, end_step: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
     """Batches for steps [start_step, end_step), built by tf.data in background threads: by step for in-memory
-    sources, in order from their stream for prepared shards."""
+    sources, in order from their own stream for sources that have one (prepared shards, mixtures)."""
     import tensorflow as tf
 
-    if isinstance(source, ShardSource):
+    if hasattr(source, "stream"):
         return source.stream(start_step, end_step, prefetch)
 
     tf.config.set_visible_devices([], "GPU")  # tf.data only; keep TensorFlow off accelerators

@@ -43,6 +43,15 @@ def is_prepared(path: str | os.PathLike) -> bool:
     return (upath(path) / MANIFEST).is_file()
 
 
+def require_unprompted(path, prompt: str, min_score: float | None) -> None:
+    """A prepared directory's queries already carry what `prepare` applied (its config's data.prompt, min_score):
+    setting them again for training would be ignored, so it is an error."""
+    for key, value in (("prompt", prompt), ("min_score", min_score)):
+        if value not in ("", None):
+            raise InputError(f"data.{key} is applied by `jaxretrieval prepare`; this directory is prepared already "
+                             f"(prepare it again with {key} set, or leave {key} unset)", path, field=key)
+
+
 def tokenizer_fingerprint(tokenizer: TextTokenizer, **settings) -> str:
     """Changes whenever the token ids of a text could change: vocabulary, normalizer, prompts, lower-casing, and
     the caller's `settings` (ColBERT's markers and lengths)."""

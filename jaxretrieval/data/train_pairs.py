@@ -1,6 +1,8 @@
 """Training examples for retrieval: a query, its positives and its hard negatives, read from
 (1) jsonl in the RAG-Retrieval / FlagEmbedding format `{"query", "pos": [...], "neg": [...], "prompt"?}` or
-(2) a BEIR directory's qrels split (one example per judged (query, relevant document) row).
+(2) a BEIR directory's qrels split (one example per judged (query, relevant document) row), or
+(3) an STS-B style file: each pair scoring at least `min_score` is an example (sentence 1 -> sentence 2).
+A source-wide `prompt` goes before every query without a prompt of its own (BEIR and STS queries have none).
 
 Texts are deduplicated into two tables (queries, documents) and examples refer to them by index: the same
 document text always has the same id, which is what lets the loss mask duplicate positives out of the negatives.
@@ -17,6 +19,7 @@ import numpy as np
 
 from jaxretrieval.data.beir import read_corpus, read_qrels, read_queries
 from jaxretrieval.data.jsonl import iter_jsonl, require_str
+from jaxretrieval.data.sts_file import is_sts_file, read_sts
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import upath
 
@@ -113,13 +116,15 @@ class PairRecord:
         return self.pos_scores is not None and self.neg_scores is not None
 
 
-def iter_pair_records(path: str | os.PathLike) -> Iterator[PairRecord]:
+def iter_pair_records(path: str | os.PathLike, prompt: str = "") -> Iterator[PairRecord]:
     """The records of a {query, pos, neg, prompt?, pos_scores?, neg_scores?} jsonl file, one at a time, each
-    checked. Either every record is scored or none: the first that differs from record 1 is an error."""
+    checked. Either every record is scored or none: the first that differs from record 1 is an error. `prompt`
+    goes before the queries of records without one."""
+    default_prompt = prompt
     first_scored = None
     for lineno, obj in iter_jsonl(path):
         query = require_str(obj, "query", path, lineno, allow_empty=False)
-        prompt = obj.get("prompt") or ""
+        prompt = obj.get("prompt") or default_prompt
         if not isinstance(prompt, str):
             raise InputError("field 'prompt' must be a string", path, lineno, field="prompt")
         pos = _str_list(obj, "pos", path, lineno, True)
@@ -134,10 +139,10 @@ def iter_pair_records(path: str | os.PathLike) -> Iterator[PairRecord]:
         yield record
 
 
-def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
+def read_pairs_jsonl(path: str | os.PathLike, prompt: str = "") -> TrainPairs:
     queries, docs = TextInterner(), TextInterner()
     q_ids, pos, neg, pos_scores, neg_scores = [], [], [], [], []
-    for r in iter_pair_records(path):
+    for r in iter_pair_records(path, prompt):
         q_ids.append(queries(r.query))
         pos.append(np.array([docs(t) for t in r.pos], np.int64))
         neg.append(np.array([docs(t) for t in r.neg], np.int64))
@@ -150,7 +155,7 @@ def read_pairs_jsonl(path: str | os.PathLike) -> TrainPairs:
                       pos_scores if scored else None, neg_scores if scored else None)
 
 
-def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs:
+def read_pairs_beir(root: str | os.PathLike, split: str = "train", prompt: str = "") -> TrainPairs:
     d = upath(root)
     qrels_path = d / "qrels" / f"{split}.tsv"
     qrels = read_qrels(qrels_path)
@@ -167,12 +172,31 @@ def read_pairs_beir(root: str | os.PathLike, split: str = "train") -> TrainPairs
                 continue
             if doc_id not in doc_index:
                 raise InputError(f"corpus id {doc_id!r} is not in corpus.jsonl", qrels_path)
-            q_ids.append(q_intern(queries[qid]))
+            q_ids.append(q_intern(prompt + queries[qid]))
             pos.append(np.array([doc_index[doc_id]], np.int64))
     if not q_ids:
         raise InputError("no relevant (score > 0) pairs", qrels_path)
     empty = np.zeros(0, np.int64)
     return TrainPairs(q_intern.texts, doc_texts, np.array(q_ids, np.int64), pos, [empty] * len(pos), str(d))
+
+
+def read_pairs_sts(path: str | os.PathLike, min_score: float | None, prompt: str = "") -> TrainPairs:
+    """The pairs of an STS-B style file that score at least min_score, as (sentence 1 -> sentence 2) examples
+    without hard negatives: paraphrase pairs for in-batch contrastive training."""
+    if min_score is None:
+        raise InputError("an STS file as training data needs min_score (the gold score from which a pair is a "
+                         "positive, e.g. 4 of 5)", path, field="min_score")
+    first, second, scores = read_sts(path)
+    queries, docs = TextInterner(), TextInterner()
+    q_ids, pos = [], []
+    for a, b, score in zip(first, second, scores):
+        if score >= min_score:
+            q_ids.append(queries(prompt + a))
+            pos.append(np.array([docs(b)], np.int64))
+    if not q_ids:
+        raise InputError(f"no pair scores at least min_score {min_score}", path, field="min_score")
+    empty = np.zeros(0, np.int64)
+    return TrainPairs(queries.texts, docs.texts, np.array(q_ids, np.int64), pos, [empty] * len(pos), str(path))
 
 
 def pair_records(pairs: TrainPairs) -> Iterator[PairRecord]:
@@ -184,27 +208,35 @@ def pair_records(pairs: TrainPairs) -> Iterator[PairRecord]:
                          pick(pairs.negative_scores), i + 1)
 
 
-def iter_train_records(source: str | os.PathLike, split: str = "train") -> Iterator[PairRecord]:
-    """Records of a jsonl file, streamed, or of a BEIR directory's qrels split."""
+def iter_train_records(source: str | os.PathLike, split: str = "train", prompt: str = "",
+                       min_score: float | None = None) -> Iterator[PairRecord]:
+    """Records of a jsonl file, streamed, or of a BEIR directory's qrels split or an STS file, read whole."""
     p = upath(source)
-    if p.is_dir():
-        return pair_records(read_pairs_beir(p, split))
-    if p.suffix == ".jsonl":
-        return iter_pair_records(p)
-    if not p.exists():
-        raise InputError("training data not found", p)
-    raise InputError("training data must be a .jsonl file or a BEIR directory", p)
+    if p.suffix == ".jsonl" and not p.is_dir():
+        _no_min_score(p, min_score)
+        return iter_pair_records(p, prompt)
+    return pair_records(read_train_pairs(p, split, prompt, min_score))
 
 
-def read_train_pairs(source: str | os.PathLike, split: str = "train") -> TrainPairs:
+def read_train_pairs(source: str | os.PathLike, split: str = "train", prompt: str = "",
+                     min_score: float | None = None) -> TrainPairs:
     p = upath(source)
+    if is_sts_file(p) and p.is_file():
+        return read_pairs_sts(p, min_score, prompt)
+    _no_min_score(p, min_score)
     if p.is_dir():
-        return read_pairs_beir(p, split)
+        return read_pairs_beir(p, split, prompt)
     if p.suffix == ".jsonl":
-        return read_pairs_jsonl(p)
+        return read_pairs_jsonl(p, prompt)
     if not p.exists():
         raise InputError("training data not found", p)
-    raise InputError("training data must be a .jsonl file or a BEIR directory", p)
+    raise InputError("training data must be a .jsonl file, a BEIR directory or an STS file (.csv, .tsv)", p)
+
+
+def _no_min_score(path, min_score: float | None) -> None:
+    if min_score is not None:
+        raise InputError("min_score is for STS files (.csv, .tsv); this source has its own positives", path,
+                         field="min_score")
 
 
 def epoch_plan(pairs: TrainPairs, seed: int, epoch: int, num_negatives: int, num_docs: int | None = None,

@@ -8,33 +8,10 @@ import os
 import numpy as np
 
 from jaxretrieval.bundles import LoadedEmbedder
-from jaxretrieval.data.jsonl import iter_lines
+from jaxretrieval.data.sts_file import read_sts
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import upath
 from jaxretrieval.inference import encode_texts
-
-
-def read_sts(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
-    """STS-B tab-separated rows: genre, file, year, id, score, sentence 1, sentence 2 (extra fields ignored)."""
-    first, second, scores = [], [], []
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) < 7:
-            raise InputError(f"expected >= 7 tab-separated fields, got {len(fields)}", path, lineno)
-        try:
-            score = float(fields[4])
-        except ValueError:
-            score = float("nan")
-        if not np.isfinite(score):
-            raise InputError(f"score {fields[4]!r} is not a finite number", path, lineno, field="score")
-        scores.append(score)
-        first.append(fields[5])
-        second.append(fields[6])
-    if not scores:
-        raise InputError("no sentence pairs", path)
-    return first, second, np.array(scores, np.float64)
 
 
 def rank_average(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from jaxretrieval.bundles import LoadedColBERT
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.pipeline import DenseBatchSource
 from jaxretrieval.data.shard_batches import PairTokenBatches
-from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
+from jaxretrieval.data.shard_format import is_prepared, require_unprompted, tokenizer_fingerprint
 from jaxretrieval.data.shard_stream import ShardSource, open_shards
 from jaxretrieval.data.shard_writer import Tokenization, prepare_pairs
 from jaxretrieval.data.tokenize import length_buckets
@@ -40,6 +40,7 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource 
     distill = cfg.colbert.loss != "contrastive"  # distill, margin_mse: the file's teacher scores
     per_octave = cfg.data.length_buckets_per_octave
     if is_prepared(cfg.data.train):
+        require_unprompted(cfg.data.train, cfg.data.prompt, cfg.data.min_score)
         tokens = colbert_tokenization(loaded)
         doc_buckets = (tok.doc_length,) if jax.process_count() > 1 else length_buckets(tok.doc_length, per_octave)
 
@@ -53,7 +54,7 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource 
         return open_shards(cfg.data.train, "pair_tokens", cfg.task, tokens.fingerprint, tokens.settings,
                            cfg.batch_size, cfg.seed, cfg.data.shuffle_buffer, jax.process_index(),
                            jax.process_count(), assemble, only_own_negatives=distill)
-    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+    pairs = read_train_pairs(cfg.data.train, cfg.data.split, cfg.data.prompt, cfg.data.min_score)
     if distill and pairs.positive_scores is None:
         raise InputError(f"colbert.loss {cfg.colbert.loss} needs pos_scores and neg_scores in every record "
                          f"(jaxretrieval score adds them)", pairs.source, field="pos_scores")
@@ -80,7 +81,8 @@ class ColBERTTask:
 
     @staticmethod
     def prepare(cfg: TrainConfig, loaded: LoadedColBERT, out: str, num_shards: int, overwrite: bool) -> dict:
-        return prepare_pairs(iter_train_records(cfg.data.train, cfg.data.split), out, num_shards,
+        return prepare_pairs(iter_train_records(cfg.data.train, cfg.data.split, cfg.data.prompt,
+                                                cfg.data.min_score), out, num_shards,
                              colbert_tokenization(loaded), str(cfg.data.train), overwrite, seed=cfg.seed)
 
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:

@@ -15,7 +15,7 @@ from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.config import SCORE_LOSSES, TrainConfig, matryoshka_weight
 from jaxretrieval.data.pipeline import DenseBatchSource, TokenTable
 from jaxretrieval.data.shard_batches import PairTokenBatches
-from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
+from jaxretrieval.data.shard_format import is_prepared, require_unprompted, tokenizer_fingerprint
 from jaxretrieval.data.shard_stream import ShardSource, open_shards
 from jaxretrieval.data.shard_writer import Tokenization, prepare_pairs
 from jaxretrieval.data.tokenize import length_buckets
@@ -58,9 +58,10 @@ def prepared_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> ShardSour
 def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource | ShardSource:
     """In-memory source over a jsonl file or BEIR directory, or this process's stream of a prepared directory."""
     if is_prepared(cfg.data.train):
+        require_unprompted(cfg.data.train, cfg.data.prompt, cfg.data.min_score)
         return prepared_dense_source(cfg, loaded)
     tok = loaded.tokenizer
-    pairs = read_train_pairs(cfg.data.train, cfg.data.split)
+    pairs = read_train_pairs(cfg.data.train, cfg.data.split, cfg.data.prompt, cfg.data.min_score)
     scored = cfg.loss.name in SCORE_LOSSES
     if scored and pairs.positive_scores is not None:
         pairs = pairs.with_negatives_only()
@@ -90,7 +91,8 @@ class DenseTask:
     @staticmethod
     def prepare(cfg: TrainConfig, loaded: LoadedEmbedder, out: str, num_shards: int, overwrite: bool) -> dict:
         """data.train tokenized as this task trains on it, streamed into shards (data/shard_writer.py)."""
-        return prepare_pairs(iter_train_records(cfg.data.train, cfg.data.split), out, num_shards,
+        return prepare_pairs(iter_train_records(cfg.data.train, cfg.data.split, cfg.data.prompt,
+                                                cfg.data.min_score), out, num_shards,
                              dense_tokenization(cfg, loaded), str(cfg.data.train), overwrite, seed=cfg.seed)
 
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:

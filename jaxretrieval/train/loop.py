@@ -33,7 +33,7 @@ from jaxretrieval.train.model_setup import build_model
 from jaxretrieval.train.optimizer import Optimizer, make_optimizer
 from jaxretrieval.train.run_control import RunLock, StopSignals, agree, write_status
 from jaxretrieval.train.run_log import RunLog
-from jaxretrieval.train.tasks import TASKS, Task, task_loss
+from jaxretrieval.train.tasks import Task, build_task, task_loss
 
 
 class Evaluator(Protocol):
@@ -83,7 +83,7 @@ def setup(cfg: TrainConfig, resuming: bool = False, evaluator: Evaluator | None 
     loaded = build_model(cfg, initialize=not resuming)
     if evaluator is not None:
         evaluator.check(loaded)
-    task = TASKS[cfg.task].build(cfg, loaded)
+    task = build_task(cfg, loaded)
     total = cfg.steps or int(cfg.epochs * task.source.steps_per_epoch)
     if total <= 0:
         raise InputError("no steps to run (set steps or epochs)", "config", field="steps")
@@ -215,7 +215,15 @@ def _restore(checkpoints: Checkpoints, ts: TrainState, meta: dict[str, Any], cfg
         if changes:
             print(f"resuming with changed settings: {listed}", file=sys.stderr)
 
-    found = checkpoints.restore_newest(ts.state, ts.state_shardings, check_meta)
+    def check_position(step: int, saved: dict) -> None:
+        check_meta(step, saved)
+        here = meta["position_at"](step)
+        if saved.get("position") is not None and saved["position"] != here:
+            raise InputError(f"checkpoint at step {step} stands at data position {saved['position']}, but this "
+                             f"config's mixture puts step {step} at {here}; use a new output_dir",
+                             checkpoints.directory, field="data.train")
+
+    found = checkpoints.restore_newest(ts.state, ts.state_shardings, check_position)
     if found is None:
         raise InputError("no checkpoint of this run can be read (each was set aside as STEP.damaged); move them "
                          "away to start over", checkpoints.directory)
@@ -228,9 +236,10 @@ def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, 
     state = ts.state
     checkpoints = Checkpoints(out, cfg.keep_checkpoints, cfg.save_every)
     meta: dict[str, Any] = {"config": config_to_dict(cfg), "data": source.fingerprint(), "best": None}
+    position_at = getattr(source, "data_position", lambda step: None)  # a mixture: each source's own steps
     start = 0
     if resuming:
-        state, saved_meta = _restore(checkpoints, ts, meta, cfg)
+        state, saved_meta = _restore(checkpoints, ts, {**meta, "position_at": position_at}, cfg)
         meta["best"] = saved_meta.get("best")
         start = int(state["step"])
         print(f"resuming from step {start} ({checkpoints.directory})", file=sys.stderr)
@@ -260,15 +269,23 @@ def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, 
     if start == 0 and cfg.eval_every > 0:
         run_eval(0)
     step, last_save = start, time.monotonic()
+    source_fields = getattr(source, "log_fields", None)  # a mixture's per-source examples, epochs and losses
+    step_losses, logged = [], start  # device scalars since the last log: fetched together, no sync per step
     try:
         with StopSignals() as signals:
             end = run.total_steps if stop_at_step is None else min(stop_at_step, run.total_steps)
             for local in iterate(source, start, end):
                 state, metrics = train_step(state, global_batch(local, ts.batch_shardings), teacher_params)
                 step += 1
+                if source_fields is not None:
+                    step_losses.append(metrics["loss"])
                 if step % cfg.log_every == 0 or step == run.total_steps:
                     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    run_log.write({"step": step, **m, "epoch": step / source.steps_per_epoch})
+                    extra = {}
+                    if source_fields is not None:
+                        extra = source_fields(logged, step, np.asarray(jax.device_get(step_losses), np.float64))
+                        step_losses, logged = [], step
+                    run_log.write({"step": step, **m, "epoch": step / source.steps_per_epoch, **extra})
                     run_log.progress(step, m["loss"])
                     summary.update(loss=m["loss"], skipped_steps=int(m["skipped_steps"]))
                     if m["bad_in_a_row"] >= cfg.max_bad_steps:
@@ -281,6 +298,7 @@ def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, 
                             f"lower the learning rate, or check the data, before resuming")
                 if cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
                     run_eval(step)
+                meta["position"] = position_at(step)
                 due = bool(cfg.save_every_minutes) and time.monotonic() - last_save >= 60 * cfg.save_every_minutes
                 stop, due = agree(signals.requested is not None, due)
                 if checkpoints.save(step, state, meta, force=due):

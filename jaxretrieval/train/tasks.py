@@ -18,11 +18,14 @@ The loss is always streams -> representations -> loss. The plain step runs it as
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any, Protocol
 
 import jax
 
-from jaxretrieval.config import TrainConfig
+from jaxretrieval.config import TrainConfig, TrainSource, source_config, train_sources
+from jaxretrieval.data.mixture import MixtureSource, batch_rows, source_shares
 from jaxretrieval.data.shard_format import is_prepared
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import require_free_output
@@ -52,9 +55,64 @@ TASKS: dict[str, type] = {"dense": DenseTask, "distill": DistillTask, "colbert":
                           "reranker": RerankerTask}
 
 
+def build_task(cfg: TrainConfig, loaded) -> Task:
+    """The config's task over its data.train: one source, or a mixture of sources (data/mixture.py), each built
+    by the task from its own single-source config (train_sources: its path, split, negatives, prompt), so every
+    format a task reads can be mixed. With mixed batches each source is built at its rows of the batch; sizing
+    them by the sources' sizes first builds each at the smallest batch to count its examples."""
+    kind = TASKS[cfg.task]
+    if not isinstance(cfg.data.train, list):
+        return kind.build(cfg, loaded)
+    sources, d, unit = train_sources(cfg), cfg.data, jax.process_count()
+    build = lambda src, batch: kind.build(source_config(cfg, src, batch), _with_prompts(loaded, src))  # noqa: E731
+    one = cfg.one_source_batches
+    if one:
+        tasks = [build(src, cfg.batch_size) for src in sources]
+        sizes = [t.source.steps_per_epoch * cfg.batch_size for t in tasks]
+    elif d.sampling in ("size", "size_temperature"):
+        sizes = [build(src, unit).source.steps_per_epoch * unit for src in sources]
+    else:
+        sizes = [0] * len(sources)
+    shares = source_shares(d.sampling, sizes, [s.weight for s in sources], d.temperature)
+    rows = None
+    if not one:
+        rows = batch_rows(shares, cfg.batch_size, unit)
+        for i, (src, r) in enumerate(zip(sources, rows)):
+            if r == 0:
+                raise InputError(f"source {src.name!r} gets no rows of a batch of {cfg.batch_size} at its share "
+                                 f"{shares[i]:.4f}: raise its weight or the batch size, or set "
+                                 f"data.batch_from_one_source=true", "config", field=f"data.train[{i}]")
+        tasks = [build(src, r) for src, r in zip(sources, rows)]
+    mixture = MixtureSource([t.source for t in tasks], [s.name for s in sources], shares, cfg.batch_size, cfg.seed,
+                            one, d.sampling == "round_robin", rows, _pad_id(loaded.tokenizer))
+    return dataclasses.replace(tasks[0], cfg=cfg, source=mixture)
+
+
+def _with_prompts(loaded, src: TrainSource):
+    """The bundle with this source's query / doc prompts in its tokenizer (dense), or as it is."""
+    if src.query_prompt is None and src.doc_prompt is None:
+        return loaded
+    if is_prepared(src.path):
+        raise InputError("query_prompt and doc_prompt are applied when the text is tokenized; this source is "
+                         "prepared already (its tokens carry the prompts it was prepared with)", src.path,
+                         field="query_prompt")
+    tok = copy.copy(loaded.tokenizer)
+    tok.prompts = {"query": tok.prompts["query"] if src.query_prompt is None else src.query_prompt,
+                   "doc": tok.prompts["doc"] if src.doc_prompt is None else src.doc_prompt}
+    return dataclasses.replace(loaded, tokenizer=tok)
+
+
+def _pad_id(tokenizer) -> int:
+    """The id that pads token ids: the text tokenizer's (ColBERT wraps one)."""
+    return tokenizer.pad_id if hasattr(tokenizer, "pad_id") else tokenizer.text.pad_id
+
+
 def prepare_data(cfg: TrainConfig, out: str, num_shards: int, overwrite: bool = False) -> dict:
     """`jaxretrieval prepare`: the config's data.train as shards for its task, with the tokenizer and lengths its
     training run will use. The output is checked before the model is loaded."""
+    if isinstance(cfg.data.train, list):
+        raise InputError("data.train is a list of sources; prepare one at a time (data.train=PATH) and name the "
+                         "prepared directories in the mixture", "config", field="data.train")
     if is_prepared(cfg.data.train):
         raise InputError("data.train is prepared already; name the source data (jsonl, BEIR directory, texts)",
                          cfg.data.train, field="data.train")
