@@ -27,7 +27,7 @@ def main():
     args = ap.parse_args()
 
     from jaxretrieval.data.beir import read_corpus, read_qrels, read_queries
-    from jaxretrieval.eval.sts import read_sts
+    from jaxretrieval.data.sts_file import read_sts
 
     queries = read_queries(SCIFACT / "queries.jsonl")
     train_ids = list(read_qrels(SCIFACT / "qrels" / "train.tsv"))

@@ -9,7 +9,6 @@ import numpy as np
 
 from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.data.sts_file import read_sts
-from jaxretrieval.errors import InputError
 from jaxretrieval.files import upath
 from jaxretrieval.inference import encode_texts
 

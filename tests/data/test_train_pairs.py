@@ -64,3 +64,28 @@ def test_random_negatives_avoid_positives_when_none_given(scifact_dir):
     pairs = read_pairs_beir(scifact_dir, "train")
     _, pos, neg = epoch_plan(pairs, seed=0, epoch=0, num_negatives=4)
     assert neg.shape == (919, 4) and not (neg == pos[:, None]).any()
+
+
+def test_an_sts_file_gives_its_high_scoring_pairs_with_the_source_prompt(tmp_path):
+    from jaxretrieval.data.train_pairs import read_train_pairs
+
+    path = tmp_path / "sts-train.csv"
+    path.write_text("g\tf\t2012\t1\t4.5\ta man\ta person\n" "g\tf\t2012\t2\t1.0\ta cat\ta car\n"
+                    "g\tf\t2012\t3\t4.0\ta dog\ta puppy\n")
+    pairs = read_train_pairs(path, min_score=4, prompt="q: ")
+    assert pairs.query_texts == ["q: a man", "q: a dog"]
+    assert [pairs.doc_texts[int(p[0])] for p in pairs.positives] == ["a person", "a puppy"]
+    with pytest.raises(InputError, match=r"needs min_score"):
+        read_train_pairs(path)
+    with pytest.raises(InputError, match=r"no pair scores at least min_score 5"):
+        read_train_pairs(path, min_score=5)
+
+
+def test_a_source_prompt_goes_before_queries_without_their_own(tmp_path):
+    from jaxretrieval.data.train_pairs import read_train_pairs
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"query": "a", "pos": ["x"]}\n{"query": "b", "pos": ["y"], "prompt": "own: "}\n')
+    assert read_train_pairs(path, prompt="src: ").query_texts == ["src: a", "own: b"]
+    with pytest.raises(InputError, match=r"min_score is for STS files"):
+        read_train_pairs(path, min_score=3)

@@ -1,12 +1,12 @@
-"""STS: Spearman of cosine against gold, with tied ranks averaged as scipy does; bad rows name file and line."""
+"""STS: Spearman of cosine against gold, with tied ranks averaged as scipy does."""
 
 import numpy as np
 import pytest
 
 from hf_tiny import tiny_embedder_dir
 from jaxretrieval.convert.st_format import load_embedder
-from jaxretrieval.errors import InputError
-from jaxretrieval.eval.sts import evaluate_sts, rank_average, read_sts, spearman
+from jaxretrieval.data.sts_file import read_sts
+from jaxretrieval.eval.sts import evaluate_sts, rank_average, spearman
 from jaxretrieval.inference import encode_texts
 
 
@@ -34,12 +34,3 @@ def test_evaluate_sts_is_spearman_of_cosines(tmp_path):
     a, b = encode_texts(loaded, first), encode_texts(loaded, second)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert evaluate_sts(loaded, path) == {"sts_spearman": pytest.approx(spearman(cos, gold), abs=1e-6)}
-
-
-def test_bad_rows_name_file_and_line(tmp_path):
-    (tmp_path / "short.tsv").write_text("a\tb\tc\n")
-    with pytest.raises(InputError, match=r"short.tsv:1: expected >= 7"):
-        read_sts(tmp_path / "short.tsv")
-    _sts_file(tmp_path / "bad.tsv", [("high", "a", "b")])
-    with pytest.raises(InputError, match=r"bad.tsv:1 \[score\]"):
-        read_sts(tmp_path / "bad.tsv")
