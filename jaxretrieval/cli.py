@@ -16,13 +16,13 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxretrieval.bundles import Bundle  # noqa: E402
-from jaxretrieval.config import config_paths, config_to_dict, load_config  # noqa: E402
+from jaxretrieval.config import config_paths, config_to_dict, dataset_names, load_config  # noqa: E402
 from jaxretrieval.convert.export import check_export_args, export  # noqa: E402
 from jaxretrieval.data.beir import load_beir  # noqa: E402
 from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa: E402
 from jaxretrieval.door import open_model  # noqa: E402
 from jaxretrieval.errors import InputError, TrainingDiverged  # noqa: E402
-from jaxretrieval.eval.evaluate import check_evaluable, evaluate  # noqa: E402
+from jaxretrieval.eval.evaluate import check_evaluable, combined, evaluate_datasets  # noqa: E402
 from jaxretrieval.eval.mining import mine_negatives  # noqa: E402
 from jaxretrieval.eval.rerank import dense_first_stage  # noqa: E402
 from jaxretrieval.eval.scoring import score_records  # noqa: E402
@@ -75,15 +75,27 @@ def cmd_encode(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    """One JSON line of metrics; with several datasets, one line per dataset ({"dataset": NAME, ...}) and a last
+    one of their means ({"dataset": "mean", ...})."""
     loaded = _open(args)
+    paths, sts = args.data or [], args.sts or []
     first_stage = None
     if args.first_stage:
-        first_stage = lambda: dense_first_stage(open_model(args.first_stage), data, args.rerank_top)  # noqa: E731
-    check_evaluable(loaded.kind, bool(args.data), bool(args.sts), first_stage is not None)
-    data = load_beir(args.data, args.split) if args.data else None
-    metrics = evaluate(loaded, data, args.sts, batch_size=args.batch_size, all_dims=args.all_dims,
-                       first_stage=first_stage, rerank_top=args.rerank_top)
-    print(_json_line(metrics))
+        stage_model = open_model(args.first_stage)
+        first_stage = lambda name, split: dense_first_stage(stage_model, split, args.rerank_top)  # noqa: E731
+    check_evaluable(loaded.kind, bool(paths), bool(sts), first_stage is not None)
+    names = dataset_names([*paths, *sts])
+    data = [(name, load_beir(path, args.split)) for name, path in zip(names, paths)]
+    per_dataset = evaluate_datasets(loaded, data, list(zip(names[len(paths):], sts)), batch_size=args.batch_size,
+                                    all_dims=args.all_dims, first_stage=first_stage, rerank_top=args.rerank_top)
+    several = len(paths) > 1 or len(sts) > 1
+    if not several:
+        print(_json_line(combined(per_dataset, several=False)))
+        return 0
+    for name, metrics in per_dataset.items():
+        print(_json_line({"dataset": name, **metrics}))
+    means = {k: v for k, v in combined(per_dataset, several=True).items() if k.split("/")[0] not in per_dataset}
+    print(_json_line({"dataset": "mean", **means}))
     return 0
 
 
@@ -125,7 +137,8 @@ def cmd_train(args) -> int:
     history = summary["eval_history"]
     if len(history) >= 2:
         metric = cfg.eval.metric
-        print(f"{metric} on {cfg.eval.data} ({cfg.eval.split}): step {history[0]['step']}: "
+        where = ", ".join(cfg.eval.data + cfg.eval.sts)
+        print(f"{metric} on {where} ({cfg.eval.split}): step {history[0]['step']}: "
               f"{history[0][metric]:.4f} -> step {history[-1]['step']}: {history[-1][metric]:.4f}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
@@ -222,9 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="retrieval metrics on a BEIR directory and/or STS Spearman (one JSON line on "
                                     "stdout); --model may be a run directory or checkpoint")
     _add_model_args(p)
-    p.add_argument("--data", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--data", action="append",
+                   help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/); repeat for several datasets")
     p.add_argument("--split", default="test")
-    p.add_argument("--sts", help="STS-B style file: adds sts_spearman (cosine vs gold, Spearman)")
+    p.add_argument("--sts", action="append",
+                   help="STS-B style file: adds sts_spearman (cosine vs gold, Spearman); repeat for several")
     p.add_argument("--all-dims", action="store_true", help="also report every Matryoshka dimension (dim<D>/...)")
     p.add_argument("--first-stage", help="rerankers: dense model or run whose top-k is reranked")
     p.add_argument("--rerank-top", type=int, default=100, help="rerankers: candidates per query to rescore")

@@ -413,6 +413,12 @@ def source_name(path: str) -> str:
     return name
 
 
+def dataset_names(paths: list[str]) -> list[str]:
+    """Each dataset's name in metrics: its directory or file name, numbered when two would be the same."""
+    names = [source_name(p) for p in paths]
+    return [f"{n}.{names[:i].count(n) + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
 def train_sources(cfg: "TrainConfig") -> list[TrainSource]:
     """data.train as resolved sources: one for a path, each entry of a list, every empty field from data.*."""
     d = cfg.data

@@ -130,3 +130,15 @@ def test_compilation_cache_on_accelerators_only(monkeypatch, tmp_path):
         assert jax.config.jax_compilation_cache_dir == before
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_eval_on_several_datasets_prints_a_line_each_and_the_mean(tmp_path, tiny_st, capsys):
+    corpus = [{"_id": f"d{i}", "text": w} for i, w in enumerate(["quick fox", "lazy dog", "hello world"])]
+    queries = [{"_id": "q1", "text": "fox"}, {"_id": "q2", "text": "dog"}]
+    a = tiny_beir(tmp_path / "a", corpus, queries, [("q1", "d0", 1), ("q2", "d1", 1)])
+    b = tiny_beir(tmp_path / "b", corpus, queries, [("q1", "d2", 1)])
+    assert main(["eval", "--model", str(tiny_st), "--data", str(a), "--data", str(b)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [x["dataset"] for x in lines] == ["a", "b", "mean"]
+    assert lines[2]["ndcg@10"] == pytest.approx((lines[0]["ndcg@10"] + lines[1]["ndcg@10"]) / 2, abs=1e-6)
+    assert not any("/" in k for k in lines[2])

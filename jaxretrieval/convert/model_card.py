@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib import metadata
 
 from jaxretrieval.bundles import Bundle
+from jaxretrieval.config import dataset_names
 
 LOADERS = {
     "sentence-transformers": "from sentence_transformers import SentenceTransformer\n\n"
@@ -54,17 +55,44 @@ def _losses(cfg: dict) -> str:
     return text + (f"; Matryoshka dims {', '.join(map(str, dims))}" if dims else "")
 
 
-def _sources(train) -> list[str]:
-    """data.train as a list of `name (weight)` entries: one path, or a list of sources."""
+def _sources(data: dict, task: str) -> list[str]:
+    """data.train as a list of `name (weight)` entries: one path, or a list of sources and how they were mixed."""
+    train = data.get("train")
     items = train if isinstance(train, list) else [train]
+    weighted = data.get("sampling") == "weights"
     out = []
     for item in items:
         if isinstance(item, dict):
-            weight = f" (weight {item['weight']})" if item.get("weight") is not None else ""
+            weight = f" (weight {item['weight']})" if weighted and item.get("weight") is not None else ""
             out.append(f"`{item.get('name') or item.get('path')}`{weight}")
         else:
             out.append(f"`{item}`")
+    if isinstance(train, list) and len(train) > 1:
+        one = data.get("batch_from_one_source")
+        one = task in ("dense", "colbert") if one is None else one  # as TrainConfig.one_source_batches
+        batches = "one source per batch" if one else "mixed batches"
+        out.append(f"sampled by {data.get('sampling', 'size')}, {batches}")
     return out
+
+
+def _eval_table(where: dict, evals: dict) -> list[str]:
+    """The newest eval as markdown: one row per metric, or with several datasets one row per dataset (and their
+    mean) and a column per metric."""
+    paths = [*_listed(where.get("data")), *_listed(where.get("sts"))]
+    title = f"## Evaluation (step {evals['step']}: {', '.join(f'`{p}`' for p in paths)}, split {where.get('split')})"
+    metrics, names = evals["metrics"], dataset_names(paths)
+    if not any(f"{n}/" in k for k in metrics for n in names):
+        return [title, "", "| metric | value |", "|---|---|", *(f"| {k} | {v:.4f} |" for k, v in metrics.items()), ""]
+    columns = [k for k in metrics if k.split("/")[0] not in names]
+    rows = [(n, [metrics.get(f"{n}/{c}") for c in columns]) for n in names] + [("mean", [metrics[c] for c in columns])]
+    cell = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
+    return [title, "", f"| dataset | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|",
+            *(f"| {n} | {' | '.join(cell(v) for v in values)} |" for n, values in rows), ""]
+
+
+def _listed(value) -> list[str]:
+    """A config path setting as a list (older runs saved eval.data as one string)."""
+    return [value] if isinstance(value, str) and value else list(value or [])
 
 
 def model_card(bundle: Bundle, fmt: str) -> str:
@@ -75,16 +103,13 @@ def model_card(bundle: Bundle, fmt: str) -> str:
     if trained:
         cfg = trained["config"]
         rows = [("base model", f"`{cfg.get('model', {}).get('path')}`"), ("task", cfg.get("task", "dense")),
-                ("objective", _losses(cfg)), ("training data", ", ".join(_sources(cfg.get("data", {}).get("train")))),
+                ("objective", _losses(cfg)), ("training data", ", ".join(_sources(cfg.get("data", {}), cfg.get("task", "dense")))),
                 ("steps", str(trained["step"])), ("batch size", str(cfg.get("batch_size"))),
                 ("learning rate", str(cfg.get("learning_rate"))), ("seed", str(cfg.get("seed")))]
         lines += ["## Training", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
         evals = trained.get("eval") or {}
         if evals:
-            where = cfg.get("eval", {})
-            lines += [f"## Evaluation (step {evals['step']}: `{where.get('data') or where.get('sts')}`, split "
-                      f"{where.get('split')})", "", "| metric | value |", "|---|---|",
-                      *(f"| {k} | {v:.4f} |" for k, v in evals["metrics"].items()), ""]
+            lines += _eval_table(cfg.get("eval", {}), evals)
     else:
         lines += [f"Converted from `{bundle.path}` (not trained by jaxretrieval).", ""]
     lines += ["## Use", "", "```python", LOADERS[fmt].format(path="MODEL_DIR"), "```", ""]

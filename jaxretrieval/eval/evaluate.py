@@ -4,6 +4,9 @@ training alike, so both report the same numbers under the same names.
     embedder   retrieval on a BEIR split (and every Matryoshka dim with all_dims) and/or STS Spearman
     colbert    exact MaxSim retrieval on a BEIR split
     reranker   a first stage's top-k on a BEIR split, reranked (metrics before and after)
+
+Several datasets (BEIR directories, STS files) are evaluated one by one: each dataset's metrics are named
+DATASET/METRIC and METRIC is their mean, so a best step can be picked on the mix as on one dataset.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import functools
 from typing import Callable
 
 from jaxretrieval.bundles import COLBERT, EMBEDDER, RERANKER, Bundle
-from jaxretrieval.config import TrainConfig
+from jaxretrieval.config import TrainConfig, dataset_names
 from jaxretrieval.data.beir import BeirSplit, load_beir
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.colbert_search import evaluate_colbert
@@ -44,6 +47,36 @@ def evaluate(bundle: Bundle, data: BeirSplit | None = None, sts: str | None = No
     return metrics
 
 
+def evaluate_datasets(bundle: Bundle, data: list[tuple[str, BeirSplit]], sts: list[tuple[str, str]], *,
+                      batch_size: int = 64, all_dims: bool = False,
+                      first_stage: Callable[[str, BeirSplit], Run] | None = None, rerank_top: int = 100,
+                      progress: bool = True) -> dict[str, dict]:
+    """{dataset name: its metrics} for every (name, BEIR split) and (name, STS file); a reranker's first_stage
+    is called with the dataset's name and split."""
+    check_evaluable(bundle.kind, bool(data), bool(sts), first_stage is not None)
+    out: dict[str, dict] = {}
+    for name, split in data:
+        stage = None if first_stage is None else functools.partial(first_stage, name, split)
+        out.setdefault(name, {}).update(evaluate(bundle, split, None, batch_size=batch_size, all_dims=all_dims,
+                                                 first_stage=stage, rerank_top=rerank_top, progress=progress))
+    for name, path in sts:
+        out.setdefault(name, {}).update(evaluate(bundle, None, path, batch_size=batch_size, all_dims=all_dims,
+                                                 progress=progress))
+    return out
+
+
+def combined(per_dataset: dict[str, dict], several: bool) -> dict:
+    """One flat dict: a single dataset (of each kind) as its own metrics; several as DATASET/METRIC each plus
+    METRIC, the mean over the datasets that report it."""
+    if not several:
+        return {k: v for metrics in per_dataset.values() for k, v in metrics.items()}
+    out = {f"{name}/{k}": v for name, metrics in per_dataset.items() for k, v in metrics.items()}
+    for key in dict.fromkeys(k for metrics in per_dataset.values() for k in metrics):
+        out[key] = float(sum(m[key] for m in per_dataset.values() if key in m) /
+                         sum(key in m for m in per_dataset.values()))
+    return out
+
+
 def check_evaluable(kind: str, has_data: bool, has_sts: bool, has_first_stage: bool, where: str = "command line"
                     ) -> None:
     if not has_data and not has_sts:
@@ -57,11 +90,14 @@ def check_evaluable(kind: str, has_data: bool, has_sts: bool, has_first_stage: b
                          field="eval.sts")
 
 
-def metric_names(kind: str, has_data: bool, has_sts: bool, dims: tuple[int, ...] = ()) -> list[str]:
-    """The metrics `evaluate` reports that can pick a best step."""
+def metric_names(kind: str, has_data: bool, has_sts: bool, dims: tuple[int, ...] = (),
+                 datasets: tuple[str, ...] = ()) -> list[str]:
+    """The metrics `evaluate` reports that can pick a best step (with several datasets: their means, and each
+    dataset's own as DATASET/METRIC)."""
     names = (list(METRICS) if has_data else []) + (["sts_spearman"] if has_sts and kind == EMBEDDER
                                                               else [])
-    return names + [f"dim{d}/{n}" for d in dims[1:] for n in names]
+    names += [f"dim{d}/{n}" for d in dims[1:] for n in names]
+    return names + [f"{ds}/{n}" for ds in datasets for n in names]
 
 
 @dataclasses.dataclass
@@ -78,25 +114,48 @@ class RunEvaluator:
         return self.cfg.eval.metric
 
     @functools.cached_property
-    def data(self) -> BeirSplit | None:
+    def names(self) -> list[str]:
+        """Names of eval.data's directories, then eval.sts's files."""
         e = self.cfg.eval
-        return load_beir(e.data, e.split) if e.data else None
+        return dataset_names([*e.data, *e.sts])
+
+    @property
+    def several(self) -> bool:
+        e = self.cfg.eval
+        return len(e.data) > 1 or len(e.sts) > 1
+
+    @functools.cached_property
+    def data(self) -> list[tuple[str, BeirSplit]]:
+        e = self.cfg.eval
+        return [(name, load_beir(path, e.split)) for name, path in zip(self.names, e.data)]
 
     def check(self, bundle: Bundle) -> None:
         e = self.cfg.eval
         check_evaluable(bundle.kind, bool(e.data), bool(e.sts), bool(self.cfg.reranker.first_stage), "config")
         _ = self.data  # read now: a bad eval directory fails before any training
-        names = metric_names(bundle.kind, bool(e.data), bool(e.sts), tuple(getattr(bundle.model, "dims", ())))
+        names = metric_names(bundle.kind, bool(e.data), bool(e.sts), tuple(getattr(bundle.model, "dims", ())),
+                             tuple(self.names) if self.several else ())
         if self.metric not in names:
             raise InputError(f"eval.metric {self.metric!r} is not computed by this eval; choose from {names}",
                              "config", field="eval.metric")
 
+    _first_stage_runs: dict[str, Run] = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    def _first_stage_run(self, name: str, split: BeirSplit) -> Run:
+        """The first stage's run on one dataset, searched once per training run."""
+        if name not in self._first_stage_runs:
+            r = self.cfg.reranker
+            self._first_stage_runs[name] = dense_first_stage(self._first_stage_model, split, r.rerank_top)
+        return self._first_stage_runs[name]
+
     @functools.cached_property
-    def _first_stage_run(self) -> Run:
-        r = self.cfg.reranker
-        return dense_first_stage(self.open_first_stage(r.first_stage), self.data, r.rerank_top)
+    def _first_stage_model(self) -> Bundle:
+        return self.open_first_stage(self.cfg.reranker.first_stage)
 
     def __call__(self, bundle: Bundle) -> dict:
         e, r = self.cfg.eval, self.cfg.reranker
-        return evaluate(bundle, self.data, e.sts or None, batch_size=e.batch_size, all_dims=True,
-                        first_stage=lambda: self._first_stage_run, rerank_top=r.rerank_top)
+        sts = list(zip(self.names[len(e.data):], e.sts))
+        per_dataset = evaluate_datasets(bundle, self.data, sts, batch_size=e.batch_size, all_dims=True,
+                                        first_stage=self._first_stage_run if r.first_stage else None,
+                                        rerank_top=r.rerank_top)
+        return combined(per_dataset, self.several)

@@ -59,3 +59,34 @@ def test_metric_names_and_the_run_evaluator(models, tmp_path):
                                           "eval.metric=dim4/ndcg@10"]))
     with pytest.raises(InputError, match=r"\[eval.metric\]"):
         bad.check(models["dense"])
+
+
+def test_several_datasets_give_each_ones_metrics_and_their_mean(models, tmp_path):
+    import shutil
+
+    other = tmp_path / "fox2"
+    shutil.copytree(models["beir"], other)
+    (other / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    sts = tmp_path / "sts-test.csv"
+    sts.write_text("g\tf\t1\t1\t5.0\tquick fox\tquick brown fox\ng\tf\t1\t2\t0.5\thello world\tlazy dog\n"
+                   "g\tf\t1\t3\t3.0\tfox\tdog fox\n")
+    cfg = load_config(None, [f"output_dir={tmp_path}", f"model.path={models['st']}", "data.train=x.jsonl",
+                             f"eval.data=[{models['beir']}, {other}]", f"eval.sts={sts}"])
+    evaluator = RunEvaluator(cfg)
+    evaluator.check(models["dense"])
+    out = evaluator(models["dense"])
+    one = evaluate_dense(models["dense"], models["data"], 64)
+    two = evaluate_dense(models["dense"], load_beir(other), 64)
+    assert out["beir/ndcg@10"] == one["ndcg@10"] and out["fox2/ndcg@10"] == two["ndcg@10"]
+    assert out["ndcg@10"] == pytest.approx((one["ndcg@10"] + two["ndcg@10"]) / 2)
+    assert out["sts-test/sts_spearman"] == out["sts_spearman"]
+    assert "fox2/mrr@10" in metric_names(EMBEDDER, True, True, (), tuple(evaluator.names))
+    RunEvaluator(load_config(None, [f"output_dir={tmp_path}", f"model.path={models['st']}", "data.train=x.jsonl",
+                                    f"eval.data=[{models['beir']}, {other}]", "eval.metric=fox2/ndcg@10"])
+                 ).check(models["dense"])
+
+
+def test_dataset_names_are_numbered_when_they_repeat():
+    from jaxretrieval.config import dataset_names
+
+    assert dataset_names(["a/scifact", "b/scifact/", "c/sts-test.csv"]) == ["scifact.1", "scifact.2", "sts-test"]
