@@ -102,8 +102,9 @@ def model_card(bundle: Bundle, fmt: str) -> str:
     trained = getattr(bundle, "trained", None)
     if trained:
         cfg = trained["config"]
+        sources = ", ".join(_sources(cfg.get("data", {}), cfg.get("task", "dense")))
         rows = [("base model", f"`{cfg.get('model', {}).get('path')}`"), ("task", cfg.get("task", "dense")),
-                ("objective", _losses(cfg)), ("training data", ", ".join(_sources(cfg.get("data", {}), cfg.get("task", "dense")))),
+                ("objective", _losses(cfg)), ("training data", sources),
                 ("steps", str(trained["step"])), ("batch size", str(cfg.get("batch_size"))),
                 ("learning rate", str(cfg.get("learning_rate"))), ("seed", str(cfg.get("seed")))]
         lines += ["## Training", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]

@@ -44,11 +44,13 @@ def test_the_newest_evaluation_at_or_before_the_step(tmp_path):
 
 def test_a_card_of_several_sources_and_eval_datasets_has_a_row_per_dataset(tmp_path):
     loaded = load_embedder(tiny_embedder_dir(tmp_path / "m"))
-    config = {**CONFIG, "data": {"sampling": "weights", "train": [{"path": "a.jsonl", "name": "a", "weight": 2.0}, {"path": "b/sts.csv"}]},
+    sources = [{"path": "a.jsonl", "name": "a", "weight": 2.0}, {"path": "b/sts.csv"}]
+    config = {**CONFIG, "data": {"sampling": "weights", "train": sources},
               "eval": {"data": ["x/scifact"], "sts": ["y/sts-test.csv"], "split": "test"}}
     metrics = {"scifact/ndcg@10": 0.5, "sts-test/sts_spearman": 0.8, "ndcg@10": 0.5, "sts_spearman": 0.8}
     loaded.trained = {"config": config, "step": 5, "eval": {"step": 5, "metrics": metrics}}
     card = model_card(loaded, "sentence-transformers")
-    for text in ("`a` (weight 2.0), `b/sts.csv`, sampled by weights, one source per batch", "| dataset | ndcg@10 | sts_spearman |",
+    for text in ("`a` (weight 2.0), `b/sts.csv`, sampled by weights, one source per batch",
+                 "| dataset | ndcg@10 | sts_spearman |",
                  "| scifact | 0.5000 |  |", "| sts-test |  | 0.8000 |", "| mean | 0.5000 | 0.8000 |"):
         assert text in card, text
