@@ -66,6 +66,9 @@ class TrainSource:
     num_negatives: int = -1
     split: str = ""
     min_score: float | None = None
+    # rows of this source's batches (one source per batch), 0: batch_size. A source smaller than a batch (a
+    # 10-row sample) can still take part; each batch size is its own compiled shape
+    batch_size: int = 0
 
 
 @dataclasses.dataclass
@@ -78,8 +81,9 @@ class DataConfig:
     prompt: str = ""  # instruction prepended to each query that has no prompt of its own
     # STS-B style file as training pairs (sentence 1 -> sentence 2): the pairs whose gold score is at least this
     min_score: float | None = None
-    # A mixture's choice of source per batch: weights (each source's weight) | size (its number of examples) |
-    # size_temperature (size ** (1 / temperature): temperature > 1 flattens toward uniform) | round_robin
+    # A mixture's choice of source per batch: weights (each source's weight) | size (its batches an epoch, so a
+    # nominal epoch passes over every source once in expectation; mixed batches: its examples) | size_temperature
+    # (size ** (1 / temperature): temperature > 1 flattens toward uniform) | round_robin
     sampling: str = "size"
     temperature: float = 1.0
     # Every batch from one source, so in-batch negatives come from one domain and instructions stay consistent
@@ -367,6 +371,9 @@ class TrainConfig:
                  f"is used only with data.sampling weights (data.sampling is {d.sampling})", src.weight),
                 (src.num_negatives >= -1, f"{key}.num_negatives", "must be >= 0 (-1: data.num_negatives)",
                  src.num_negatives),
+                (src.batch_size >= 0, f"{key}.batch_size", "must be >= 0 (0: batch_size)", src.batch_size),
+                (not src.batch_size or self.one_source_batches, f"{key}.batch_size",
+                 "is for one source per batch (mixed batches split batch_size by the shares)", src.batch_size),
                 ((src.query_prompt is None and src.doc_prompt is None) or self.task == "dense", f"{key}.query_prompt",
                  "and doc_prompt are for task dense (the other tasks' tokenizers carry no prompts)",
                  src.query_prompt),

@@ -59,11 +59,10 @@ class MixtureSource:
     sources: list[Any]
     names: list[str]
     shares: np.ndarray  # float64[S]: each source's share of the batches (one-source) or of each batch's rows
-    global_batch: int
+    rows: list[int]  # each source's global rows per step it takes: its batch, or its part of a mixed batch
     seed: int
     one_source: bool = True
     round_robin: bool = False
-    rows: list[int] | None = None  # mixed batches: each source's global rows per batch (sum = global_batch)
     pad_id: int = 0  # ids padded to a common length across sources (mixed batches)
     _blocks: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
     _before: list = dataclasses.field(default_factory=lambda: [None], init=False, repr=False)
@@ -71,8 +70,6 @@ class MixtureSource:
 
     def __post_init__(self):
         self._before = [np.zeros(len(self.sources), np.int64)]  # counts before block b
-        if not self.one_source and (self.rows is None or sum(self.rows) != self.global_batch):
-            raise ValueError("mixed batches need rows summing to global_batch")
 
     # -- the schedule ---------------------------------------------------------------------------------------------
     def _block(self, b: int) -> np.ndarray:
@@ -117,7 +114,7 @@ class MixtureSource:
     def steps_per_epoch(self) -> int:
         if self.one_source:
             return sum(s.steps_per_epoch for s in self.sources)
-        return max(1, sum(s.steps_per_epoch * r for s, r in zip(self.sources, self.rows)) // self.global_batch)
+        return max(1, sum(s.steps_per_epoch * r for s, r in zip(self.sources, self.rows)) // sum(self.rows))
 
     def fingerprint(self) -> dict:
         return {"mixture": [{"name": n, "share": round(float(p), 9), **s.fingerprint()}
@@ -176,8 +173,7 @@ class MixtureSource:
         """Per source: examples seen and epochs done by step `end`, and (one-source batches) the mean loss of its
         steps in [start, end) when `losses` holds those steps' losses. A mixed batch's loss cannot be split by
         source (each row's loss depends on the other sources' rows), so it has none."""
-        position = self.position(end)
-        rows = [self.global_batch] * len(self.sources) if self.one_source else self.rows
+        position, rows = self.position(end), self.rows
         out: dict[str, float] = {}
         order = self.schedule(start, end) if self.one_source and losses is not None else None
         for i, (name, source) in enumerate(zip(self.names, self.sources)):

@@ -21,7 +21,7 @@ import yaml
 from flax import nnx
 
 from jaxretrieval.bundles import Bundle
-from jaxretrieval.config import TrainConfig, changed_settings, config_paths, config_to_dict
+from jaxretrieval.config import TrainConfig, changed_settings, config_paths, config_to_dict, train_sources
 from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError, TrainingDiverged
 from jaxretrieval.files import UPath, atomic_file, check_storage, is_remote, upath
@@ -77,9 +77,11 @@ def setup(cfg: TrainConfig, resuming: bool = False, evaluator: Evaluator | None 
     init_from and data-dependent head initialization (a forward pass over training texts) are skipped."""
     mesh = make_mesh(cfg.mesh)
     dp = data_parallel_size(mesh)
-    if cfg.batch_size % dp:
-        raise InputError(f"batch_size {cfg.batch_size} is not divisible by the data-parallel size {dp} "
-                         f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field="batch_size")
+    for key, size in [("batch_size", cfg.batch_size)] + [(f"data.train[{i}].batch_size", s.batch_size)
+                                                         for i, s in enumerate(train_sources(cfg)) if s.batch_size]:
+        if size % dp:
+            raise InputError(f"{key} {size} is not divisible by the data-parallel size {dp} "
+                             f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})", "config", field=key)
     loaded = build_model(cfg, initialize=not resuming)
     if evaluator is not None:
         evaluator.check(loaded)

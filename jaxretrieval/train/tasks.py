@@ -67,14 +67,14 @@ def build_task(cfg: TrainConfig, loaded) -> Task:
     build = lambda src, batch: kind.build(source_config(cfg, src, batch), _with_prompts(loaded, src))  # noqa: E731
     one = cfg.one_source_batches
     if one:
-        tasks = [build(src, cfg.batch_size) for src in sources]
-        sizes = [t.source.steps_per_epoch * cfg.batch_size for t in tasks]
+        rows = [src.batch_size or cfg.batch_size for src in sources]
+        tasks = [build(src, r) for src, r in zip(sources, rows)]
+        sizes = [t.source.steps_per_epoch for t in tasks]  # in batches: an epoch passes over each source once
     elif d.sampling in ("size", "size_temperature"):
         sizes = [build(src, unit).source.steps_per_epoch * unit for src in sources]
     else:
         sizes = [0] * len(sources)
     shares = source_shares(d.sampling, sizes, [s.weight for s in sources], d.temperature)
-    rows = None
     if not one:
         rows = batch_rows(shares, cfg.batch_size, unit)
         for i, (src, r) in enumerate(zip(sources, rows)):
@@ -83,8 +83,8 @@ def build_task(cfg: TrainConfig, loaded) -> Task:
                                  f"{shares[i]:.4f}: raise its weight or the batch size, or set "
                                  f"data.batch_from_one_source=true", "config", field=f"data.train[{i}]")
         tasks = [build(src, r) for src, r in zip(sources, rows)]
-    mixture = MixtureSource([t.source for t in tasks], [s.name for s in sources], shares, cfg.batch_size, cfg.seed,
-                            one, d.sampling == "round_robin", rows, _pad_id(loaded.tokenizer))
+    mixture = MixtureSource([t.source for t in tasks], [s.name for s in sources], shares, rows, cfg.seed, one,
+                            d.sampling == "round_robin", _pad_id(loaded.tokenizer))
     return dataclasses.replace(tasks[0], cfg=cfg, source=mixture)
 
 

@@ -27,7 +27,7 @@ class CountingSource:
 def _mixture(shares, one_source=True, round_robin=False, rows=None, seed=3, spe=(5, 7, 9)):
     sources = [CountingSource(i, s, rows=(rows[i] if rows else 4), length=2 + i) for i, s in enumerate(spe)]
     return MixtureSource(sources, [f"s{i}" for i in range(len(spe))], np.asarray(shares, np.float64),
-                         sum(rows) if rows else 4, seed, one_source, round_robin, rows)
+                         rows or [4] * len(spe), seed, one_source, round_robin)
 
 
 def test_shares():

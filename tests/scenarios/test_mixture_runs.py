@@ -57,14 +57,15 @@ def _straight_and_resumed(cfg, tmp_path, stop_at):
 def test_one_source_batches_mix_formats_and_resume_exactly(data, tmp_path):
     model, pairs, sts, shards = data
     cfg = _config(tmp_path, model, [{"path": str(pairs), "name": "pairs"},
-                                    {"path": str(sts), "min_score": 4, "prompt": "q: "},
-                                    {"path": str(shards), "name": "shards"}])
+                                    {"path": str(sts), "min_score": 4, "prompt": "q: ", "batch_size": 8},
+                                    {"path": str(shards), "name": "shards"}], "batch_size=16")
     straight, resumed = _straight_and_resumed(cfg, tmp_path, stop_at=5)
     assert [m["step"] for m in straight] == list(range(1, 10))
     assert [m for m in straight if m["step"] > 5] == [m for m in resumed if m["step"] > 5]  # bitwise: json floats
     last = straight[-1]
     counts = {name: last[f"source/{name}/examples"] for name in ("pairs", "sts-train", "shards")}
-    assert sum(counts.values()) == 9 * 8 and all(counts.values())  # every step is one source's whole batch
+    # every step is one source's whole batch: 16 rows, or the STS source's own 8
+    assert counts["pairs"] / 16 + counts["sts-train"] / 8 + counts["shards"] / 16 == 9 and all(counts.values())
     per_step_losses = [m["loss"] for m in straight]
     for m in straight:  # each step's loss is logged under the one source its batch came from
         losses = {k: v for k, v in m.items() if k.endswith("/loss") and k.startswith("source/")}
