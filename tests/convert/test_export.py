@@ -177,3 +177,25 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path):
         export(loaded, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert export(loaded, tmp_path / "out", allow_nonfinite=True).is_dir()
+
+
+def test_a_last_token_model_ends_every_text_with_eos_in_training_and_in_its_export(tmp_path):
+    """Qwen2's tokenizer appends no EOS; last-token pooling reads the EOS state (gte-Qwen2, Stella, Jasper), so
+    loading adds it, and the export's tokenizer.json carries it to sentence-transformers."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    model = _family_dir(tmp_path / "model", "qwen2")
+    eos = AutoTokenizer.from_pretrained(str(model)).eos_token_id
+    assert AutoTokenizer.from_pretrained(str(model))("quick fox")["input_ids"][-1] != eos  # the base has none
+    ours = load_embedder(model).tokenizer
+    ids = ours.tokenize(["quick fox", "lazy dog jumps over the fox " * 20], "doc")["input_ids"]
+    assert [row[-1] for row in ids] == [eos, eos] and len(ids[1]) == ours.max_length  # truncation keeps it
+    out = export(open_model(model), tmp_path / "st")
+    st = SentenceTransformer(str(out), device="cpu")
+    features = st.tokenize(["quick fox"])
+    assert features["input_ids"][0].tolist()[-1] == eos
+    assert features["input_ids"][0].tolist() == ids[0]
+    assert _st_vs_ours(out, TEXTS) <= 1e-4
+    again = load_embedder(out).tokenizer.tokenize(["quick fox"], "doc")["input_ids"]
+    assert again == ids[:1]  # a tokenizer that appends EOS already is left as it is
