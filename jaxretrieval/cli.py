@@ -16,7 +16,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxretrieval.bundles import Bundle  # noqa: E402
-from jaxretrieval.config import config_paths, config_to_dict, dataset_names, load_config  # noqa: E402
+from jaxretrieval.config import config_paths, config_to_dict, load_config  # noqa: E402
 from jaxretrieval.convert.export import check_export_args, export  # noqa: E402
 from jaxretrieval.data.beir import load_beir  # noqa: E402
 from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa: E402
@@ -29,6 +29,7 @@ from jaxretrieval.eval.scoring import score_records  # noqa: E402
 from jaxretrieval.files import atomic_file, check_storage, is_remote, upath  # noqa: E402
 from jaxretrieval.inference import encode_texts  # noqa: E402
 from jaxretrieval.losses.distill import teacher_target  # noqa: E402
+from jaxretrieval.sources import dataset_names  # noqa: E402
 from jaxretrieval.train.tasks import prepare_data  # noqa: E402
 from jaxretrieval.training import run_training  # noqa: E402
 

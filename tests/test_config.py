@@ -96,25 +96,6 @@ def test_holes_in_the_checks_are_config_errors(override, key):
         load_config(None, BASE + [override])
 
 
-def test_a_mixture_of_sources_resolves_each_from_data_defaults(tmp_path):
-    from jaxretrieval.config import source_config, train_sources
-
-    path = tmp_path / "m.yaml"
-    path.write_text("output_dir: /tmp/x\nmodel: {path: m}\ndata:\n  num_negatives: 2\n  sampling: weights\n"
-                    "  train:\n    - a.jsonl\n    - {path: /d/scifact/, weight: 3, split: dev, num_negatives: 0}\n"
-                    "eval: {data: /d/scifact, sts: [s1.csv, s2.csv]}\n")
-    cfg = load_config(path)
-    a, b = train_sources(cfg)
-    assert (a.name, a.weight, a.num_negatives, a.split) == ("a", 1.0, 2, "train")
-    assert (b.name, b.weight, b.num_negatives, b.split) == ("scifact", 3.0, 0, "dev")
-    assert cfg.one_source_batches and cfg.eval.data == ["/d/scifact"] and cfg.eval.sts == ["s1.csv", "s2.csv"]
-    child = source_config(cfg, b, 16)
-    assert (child.data.train, child.data.split, child.data.num_negatives, child.batch_size) == (
-        "/d/scifact/", "dev", 0, 16)
-    assert load_config(None, ["output_dir=o", "model.path=m", "data.train=a.jsonl",
-                              "task=reranker"]).one_source_batches is False
-
-
 @pytest.mark.parametrize("overrides, field", [
     (["data.sampling=weights"], "data.sampling"),  # a mixture's setting on one source
     (["data.prompt=q: ", "task=reranker"], "data.prompt"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import metadata
 
 from jaxretrieval.bundles import Bundle
-from jaxretrieval.config import dataset_names
+from jaxretrieval.sources import dataset_names
 
 LOADERS = {
     "sentence-transformers": "from sentence_transformers import SentenceTransformer\n\n"

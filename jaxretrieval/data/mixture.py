@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError
 
 SCHEDULE_BLOCK = 1024  # steps drawn per generator call; resuming at step t costs t / SCHEDULE_BLOCK draws, once
@@ -132,8 +133,6 @@ class MixtureSource:
 
     def stream(self, start: int, end: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
         """Batches of steps [start, end): each source's own pipeline, read in the schedule's order."""
-        from jaxretrieval.data.pipeline import iterate
-
         if end <= start:
             return
         if not self.one_source:

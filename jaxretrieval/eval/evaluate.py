@@ -16,7 +16,7 @@ import functools
 from typing import Callable
 
 from jaxretrieval.bundles import COLBERT, EMBEDDER, RERANKER, Bundle
-from jaxretrieval.config import TrainConfig, dataset_names
+from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.beir import BeirSplit, load_beir
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.colbert_search import evaluate_colbert
@@ -24,6 +24,7 @@ from jaxretrieval.eval.metrics import METRICS
 from jaxretrieval.eval.rerank import dense_first_stage, evaluate_reranker
 from jaxretrieval.eval.retrieval import evaluate_dense
 from jaxretrieval.eval.sts import evaluate_sts
+from jaxretrieval.sources import dataset_names
 
 Run = dict[str, list[str]]  # query id -> document ids, best first
 

@@ -21,11 +21,12 @@ import yaml
 from flax import nnx
 
 from jaxretrieval.bundles import Bundle
-from jaxretrieval.config import TrainConfig, changed_settings, config_paths, config_to_dict, train_sources
+from jaxretrieval.config import TrainConfig, changed_settings, config_paths, config_to_dict
 from jaxretrieval.data.pipeline import iterate
 from jaxretrieval.errors import InputError, TrainingDiverged
 from jaxretrieval.files import UPath, atomic_file, check_storage, is_remote, upath
 from jaxretrieval.models.params import param_name, select_params
+from jaxretrieval.sources import train_sources
 from jaxretrieval.train.checkpoint import Checkpoints, checkpoint_steps
 from jaxretrieval.train.grad_cache import grad_cache_value_and_grad
 from jaxretrieval.train.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, tree_shardings

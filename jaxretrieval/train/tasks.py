@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 import jax
 
-from jaxretrieval.config import TrainConfig, TrainSource, source_config, train_sources
+from jaxretrieval.config import TrainConfig
+from jaxretrieval.sources import TrainSource, source_config, train_sources
 from jaxretrieval.data.mixture import MixtureSource, batch_rows, source_shares
 from jaxretrieval.data.shard_format import is_prepared
 from jaxretrieval.errors import InputError

@@ -84,9 +84,3 @@ def test_several_datasets_give_each_ones_metrics_and_their_mean(models, tmp_path
     RunEvaluator(load_config(None, [f"output_dir={tmp_path}", f"model.path={models['st']}", "data.train=x.jsonl",
                                     f"eval.data=[{models['beir']}, {other}]", "eval.metric=fox2/ndcg@10"])
                  ).check(models["dense"])
-
-
-def test_dataset_names_are_numbered_when_they_repeat():
-    from jaxretrieval.config import dataset_names
-
-    assert dataset_names(["a/scifact", "b/scifact/", "c/sts-test.csv"]) == ["scifact.1", "scifact.2", "sts-test"]
