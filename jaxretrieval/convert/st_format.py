@@ -178,7 +178,7 @@ def load_embedder(path: str | os.PathLike, *, pooling: tuple[str, ...] | None = 
         tokenizer = TextTokenizer(transformer_dir, spec.max_length, spec.query_prompt, spec.doc_prompt,
                                   include_prompt=spec.include_prompt, do_lower_case=do_lower_case,
                                   append_eos="lasttoken" in spec.pooling)
-    except ValueError as e:
+    except ValueError as e:  # a tokenizer that will not append its EOS token
         raise InputError(str(e), transformer_dir, field="eos_token") from None
     return LoadedEmbedder(model, tokenizer, root)
 

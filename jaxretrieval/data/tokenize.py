@@ -70,10 +70,10 @@ def ensure_eos(tokenizer) -> None:
     last-token pooling needs: a decoder embedder (gte-Qwen2, Stella, Jasper) reads its vector off the EOS state, and
     a base decoder's tokenizer (Qwen2) appends none. Tokenizers that append it already are left alone. The change
     lives in the tokenizer's post-processor, which save_pretrained writes into tokenizer.json, so an export's
-    sentence-transformers model tokenizes as training did."""
+    sentence-transformers model tokenizes as training did. A tokenizer without an EOS token is left as it is."""
     eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("last-token pooling needs an EOS token to end each text, and this tokenizer has none")
+    if eos is None:  # an encoder's tokenizer (BERT) ends each text with its own separator: pooled as it is
+        return
     ends = lambda: (tokenizer("a")["input_ids"] or [None])[-1] == eos  # noqa: E731
     if ends():
         return

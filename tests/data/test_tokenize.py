@@ -39,3 +39,22 @@ def test_batches_are_sorted_padded_and_prompted(tmp_path):
     plain = tok.tokenize(["dog"], "doc")["input_ids"][0]
     prompted = tok.tokenize(["dog"], "query")["input_ids"][0]
     assert len(prompted) == len(plain) + 1 and tok.prompt_length("query") == 2  # [CLS] the
+
+
+def test_ensure_eos_appends_a_decoders_eos_once_and_leaves_encoders_alone(tmp_path):
+    from transformers import AutoTokenizer
+
+    from hf_tiny import tiny_bert, write_qwen2_tokenizer
+    from jaxretrieval.data.tokenize import ensure_eos
+
+    write_qwen2_tokenizer(tmp_path / "q")
+    qwen = AutoTokenizer.from_pretrained(str(tmp_path / "q"))
+    before = qwen("quick fox")["input_ids"]
+    ensure_eos(qwen)
+    assert qwen("quick fox")["input_ids"] == before + [qwen.eos_token_id]
+    ensure_eos(qwen)  # already appended: unchanged
+    assert qwen("quick fox")["input_ids"] == before + [qwen.eos_token_id]
+    bert = AutoTokenizer.from_pretrained(str(tiny_bert(tmp_path / "b")))
+    ids = bert("quick fox")["input_ids"]
+    ensure_eos(bert)  # no EOS token: its [SEP] ends the text, as sentence-transformers pools it
+    assert bert("quick fox")["input_ids"] == ids
