@@ -3,9 +3,9 @@
 import jax
 import numpy as np
 
-from hf_tiny import tiny_embedder_dir
+from hf_tiny import tiny_bert, tiny_embedder_dir, write_qwen2_tokenizer
 from jaxretrieval.convert.st_format import load_embedder
-from jaxretrieval.data.tokenize import bucket_for, inference_length_buckets, length_buckets, pad_ragged
+from jaxretrieval.data.tokenize import bucket_for, ensure_eos, inference_length_buckets, length_buckets, pad_ragged
 
 
 def test_buckets_cover_every_length_with_bounded_waste():
@@ -43,9 +43,6 @@ def test_batches_are_sorted_padded_and_prompted(tmp_path):
 
 def test_ensure_eos_appends_a_decoders_eos_once_and_leaves_encoders_alone(tmp_path):
     from transformers import AutoTokenizer
-
-    from hf_tiny import tiny_bert, write_qwen2_tokenizer
-    from jaxretrieval.data.tokenize import ensure_eos
 
     write_qwen2_tokenizer(tmp_path / "q")
     qwen = AutoTokenizer.from_pretrained(str(tmp_path / "q"))
