@@ -111,3 +111,26 @@ def test_a_source_too_small_for_its_rows_names_it(data, tmp_path, capsys):
     with pytest.raises(Exception, match="sts-train"):
         train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_reranker_mixes_sources_within_each_batch_by_default(data, tmp_path):
+    model, pairs, _, _ = data
+    other = tiny_pairs_jsonl(tmp_path / "other.jsonl", rows=20, negatives=3, seed=9)
+    cfg = _config(tmp_path, model, [str(pairs), {"path": str(other), "weight": 1}], "task=reranker",
+                  "reranker.group_size=3", "reranker.max_length=48", "steps=3", "data.sampling=round_robin")
+    assert not cfg.one_source_batches
+    train(cfg)
+    last = _metrics(tmp_path / "run")[-1]
+    assert last["step"] == 3 and np.isfinite(last["loss"])
+    assert last["source/pairs/examples"] == last["source/other/examples"] == 3 * 4  # round robin: 4 + 4 of 8 rows
+
+
+def test_a_mixture_is_prepared_one_source_at_a_time(data, tmp_path, capsys):
+    model, pairs, sts, _ = data
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "run"), "model": {"path": str(model)},
+                                   "data": {"train": [str(pairs), {"path": str(sts), "min_score": 4}]}}))
+    assert main(["prepare", "--config", str(cfg), "--out", str(tmp_path / "shards")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "prepare one at a time" in err[0]
+    assert not (tmp_path / "shards").exists()
