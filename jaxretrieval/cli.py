@@ -16,7 +16,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxretrieval.bundles import Bundle  # noqa: E402
-from jaxretrieval.config import config_paths, config_to_dict, load_config  # noqa: E402
+from jaxretrieval.config import MeshConfig, config_paths, config_to_dict, load_config  # noqa: E402
 from jaxretrieval.convert.export import check_export_args, export  # noqa: E402
 from jaxretrieval.data.beir import load_beir  # noqa: E402
 from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa: E402
@@ -31,6 +31,7 @@ from jaxretrieval.inference import encode_texts  # noqa: E402
 from jaxretrieval.losses.distill import teacher_target  # noqa: E402
 from jaxretrieval.sources import dataset_names  # noqa: E402
 from jaxretrieval.train.tasks import prepare_data  # noqa: E402
+from jaxretrieval.train.tpu_compile import compile_encode_step, compile_train_step, require_fit  # noqa: E402
 from jaxretrieval.training import run_training  # noqa: E402
 
 
@@ -183,6 +184,25 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    """The run's train step compiled for a TPU slice from this host: the report on stdout, and exit 2 with one line
+    when it does not fit (after the report, so the figures are there to act on)."""
+    cfg = load_config(args.config, args.overrides)
+    mesh = cfg.mesh
+    if args.mesh:
+        sizes = dict(part.split("=", 1) for part in args.mesh.split(",") if "=" in part)
+        if set(sizes) - {"data", "fsdp"} or not sizes:
+            raise InputError(f"--mesh {args.mesh!r} is not data=N,fsdp=M", "command line", field="--mesh")
+        mesh = MeshConfig(int(sizes.get("data", -1)), int(sizes.get("fsdp", 1)))
+    train = compile_train_step(cfg, args.topology, mesh, dump=args.dump)
+    print(train.table(args.mfu))
+    require_fit(train)
+    encode = compile_encode_step(cfg, args.topology, mesh, dump=args.dump)
+    print("\n" + encode.table(args.mfu))
+    require_fit(encode)
+    return 0
+
+
 def cmd_export(args) -> int:
     check_export_args(args.format, args.dtype, args.out, args.overwrite)  # before the model is loaded
     out = export(open_model(args.checkpoint), args.out, args.format, args.dtype, overwrite=args.overwrite,
@@ -298,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require-remote", action="store_true",
                    help="every path the config names must be gs:// (what the workers of a pod can read)")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("compile", help="compile the config's train step for a TPU slice from this host (libtpu): "
+                                       "per-chip memory against HBM, FLOPs, implied step time, collectives")
+    p.add_argument("config", help="YAML config of the run")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    p.add_argument("--topology", required=True, help="TPU slice, e.g. v5e:2x2, v5e:4x4, v5p:2x2x1, v6e:2x4")
+    p.add_argument("--mesh", help="data=N,fsdp=M over the slice's devices (default: the config's mesh)")
+    p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilization for the second step time")
+    p.add_argument("--dump", help="folder for the compiled HLO and memory report")
+    p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("train", help="train (or resume) from a config file with key=value overrides")
     p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")

@@ -257,3 +257,20 @@ def tiny_prepared_shards(root: Path) -> tuple[Path, Path, Path]:
     assert main(["prepare", "--model", str(model), "--data", str(data), "--out", str(out), "--shards", "4",
                  "--max-query-length", "16", "--max-doc-length", "24"]) == 0
     return model, data, out
+
+
+def qwen2_1p5b_dir(path: Path, layers: int = 28) -> Path:
+    """A sentence-transformers directory of Qwen2-1.5B's shape (gte-Qwen2-1.5B, stella_en_1.5B_v5: last-token
+    pooling, normalized; `layers` of its 28) with the tiny Qwen2 tokenizer and no weights: for compiles of shapes
+    only."""
+    import transformers
+
+    path.mkdir(parents=True, exist_ok=True)
+    transformers.Qwen2Config(vocab_size=151936, hidden_size=1536, num_hidden_layers=layers, num_attention_heads=12,
+                             num_key_value_heads=2, intermediate_size=8960, max_position_embeddings=32768,
+                             rope_theta=1e6, pad_token_id=0).save_pretrained(str(path))
+    write_qwen2_tokenizer(path)
+    tok_cfg = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps({**tok_cfg, "model_max_length": 32768}))
+    make_sentence_transformers_dir(path, {"pooling_mode_lasttoken": True}, normalize=True, max_seq_length=512)
+    return path

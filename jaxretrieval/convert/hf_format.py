@@ -8,6 +8,9 @@ otherwise the import fails naming what is missing (a silently random layer is th
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import logging
 import os
 import re
@@ -127,8 +130,23 @@ def hf_tensors(encoder_params: dict[str, np.ndarray], family: Family) -> dict[st
     return out
 
 
+_SHAPES_ONLY = contextvars.ContextVar("shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Encoders loaded inside keep abstract parameters (shapes and dtypes, no weights read): what an ahead-of-time
+    compile needs, from a directory that may hold only config.json and a tokenizer (a model too big for here)."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
 def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Module, dict[str, Any]]:
-    """Encoder with the directory's weights. Returns (encoder, the raw HF config dict)."""
+    """Encoder with the directory's weights (or only their shapes, inside `shapes_only`). Returns (encoder, the
+    raw HF config dict)."""
     d = model_dir(path)
     hf_config = read_hf_config(d)
     family = family_of(hf_config, d / "config.json")
@@ -139,6 +157,8 @@ def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Mod
     # Built abstractly (shapes only), since every parameter is then read from the checkpoint: a random init runs
     # one small op per parameter shape, each compiled on first use, which costs seconds for nothing.
     encoder = nnx.eval_shape(lambda: family.encoder_cls(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
+    if _SHAPES_ONLY.get():
+        return encoder, hf_config
     mapped, unmatched = map_hf_names(read_hf_weights(d), family)
     expected = param_shapes(encoder)
     missing = sorted(set(expected) - set(mapped))
