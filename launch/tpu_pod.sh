@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Train on a Cloud TPU VM slice, everything staged through GCS (a TPU VM's disk is gone after a preemption):
 #  1. here: check the config and resolve it (base: files and key=value overrides applied), requiring every path in
-#     it to be gs:// (models, data, output_dir: what the workers can read), and build a wheel of this checkout;
+#     it to be gs:// (models, data, output_dir: what the workers can read); with --topology (the slice's shape,
+#     e.g. v5e:4x4 for v5litepod-16), compile its train and encode steps for that slice (`jaxretrieval compile`,
+#     libtpu installed here) and refuse a config that does not fit the chips' HBM; --check-only stops there; then
+#     build a wheel of this checkout;
 #  2. copy the wheel and the resolved config to STAGE (a gs:// folder, e.g. the run's own: gs://b/runs/x/launch);
 #  3. create the slice (--spot for Spot capacity), and on every worker install jax[tpu] and the staged wheel;
 #  4. run `jaxretrieval train` on all workers at once (jax.distributed initializes from the TPU environment).
@@ -10,10 +13,10 @@
 #
 #   launch/tpu_pod.sh --name NAME --zone ZONE --accelerator-type v5litepod-16 --runtime v2-alpha-tpuv5-lite \
 #       --stage gs://BUCKET/runs/NAME/launch [--project P] [--spot] [--delete-on-exit] [--max-restarts N] \
-#       [--dry-run] CONFIG [key=value ...]
+#       [--topology v5e:4x4 [--check-only]] [--dry-run] CONFIG [key=value ...]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-NAME="" ZONE="" TYPE="" RUNTIME="" PROJECT="" STAGE="" SPOT=0 DELETE=0 DRY_RUN=0 RESTARTS=3
+NAME="" ZONE="" TYPE="" RUNTIME="" PROJECT="" STAGE="" SPOT=0 DELETE=0 DRY_RUN=0 RESTARTS=3 TOPOLOGY="" CHECK_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) NAME=$2; shift 2 ;;
@@ -25,8 +28,10 @@ while [ $# -gt 0 ]; do
     --spot) SPOT=1; shift ;;
     --delete-on-exit) DELETE=1; shift ;;
     --max-restarts) RESTARTS=$2; shift 2 ;;
+    --topology) TOPOLOGY=$2; shift 2 ;;
+    --check-only) CHECK_ONLY=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     --*) die "unknown option $1" ;;
     *) break ;;
   esac
@@ -38,6 +43,7 @@ CONFIG=$1; shift
 EXTRA=(--zone "$ZONE")
 [ -n "$PROJECT" ] && EXTRA+=(--project "$PROJECT")
 [[ "$RESTARTS" =~ ^[0-9]+$ ]] || die "--max-restarts takes a whole number, got $RESTARTS"
+[ "$CHECK_ONLY" = 0 ] || [ -n "$TOPOLOGY" ] || die "--check-only needs --topology (the slice to compile for)"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}  # one with this package installed
 LOCAL=$(mktemp -d); trap 'rm -rf "$LOCAL"' EXIT
@@ -50,6 +56,11 @@ TRAIN="set -o pipefail; cd ~/jaxretrieval && JAXRETRIEVAL_DISTRIBUTED=1 .venv/bi
 
 stage() {
   run "$PYTHON" -m jaxretrieval.cli config "$CONFIG" "$@" --require-remote --out "$LOCAL/config.yaml"
+  if [ -n "$TOPOLOGY" ]; then  # exit 2, before any slice exists, when the steps do not fit
+    run "$PYTHON" -m jaxretrieval.cli compile "$LOCAL/config.yaml" --topology "$TOPOLOGY" \
+      || die "$CONFIG does not compile for $TOPOLOGY (above); no slice was created"
+    [ "$CHECK_ONLY" = 1 ] && { echo "compile check passed for $TOPOLOGY; --check-only: nothing created"; exit 0; }
+  fi
   run rm -rf "$REPO/build"  # setuptools builds in build/lib and never prunes it: a deleted module would still ship
   run "$PYTHON" -m pip wheel -q --no-deps -w "$LOCAL/dist" "$REPO"
   run gcloud storage cp "$LOCAL/dist/$WHEEL" "$LOCAL/config.yaml" "$STAGE/"

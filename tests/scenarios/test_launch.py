@@ -37,6 +37,17 @@ def test_tpu_pod_dry_run_prints_every_step():
     assert "jaxretrieval\\ train\\ config.yaml" in train and "tee" in train
 
 
+def test_tpu_pod_compiles_for_its_topology_before_creating_a_slice():
+    r = _run("tpu_pod.sh", *POD, "--topology", "v4:2x2x2", "--check-only", "--dry-run", "configs/scifact_mnrl.yaml")
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if x.startswith("+ ")]
+    assert " -m jaxretrieval.cli config configs/scifact_mnrl.yaml --require-remote " in lines[0]
+    assert " -m jaxretrieval.cli compile " in lines[1] and lines[1].endswith("--topology v4:2x2x2")
+    assert len(lines) == 2 and "nothing created" in r.stdout  # --check-only: no wheel, no slice
+    r = _run("tpu_pod.sh", *POD, "--check-only", "--dry-run", "configs/scifact_mnrl.yaml")
+    assert r.returncode == 2 and "--check-only needs --topology" in r.stderr
+
+
 def test_staging_resolves_the_config_and_refuses_local_paths(tmp_path):
     """What the launcher stages: the config with its base: and overrides applied; every path must be gs://."""
     import yaml
