@@ -173,10 +173,13 @@ def test_topology_errors_and_collective_parsing():
     assert hlo_collectives(hlo) == {"all-gather": (1, 2048), "all-reduce": (1, 128), "reduce-scatter": (1, 16)}
 
 
-def test_a_report_over_its_hbm_is_one_error(tiny):
+def test_a_report_over_its_hbm_is_one_error_and_dump_writes_the_program(tiny, tmp_path):
     cfg = load_config(None, [f"output_dir={tiny['root']}/o", f"model.path={tiny['bert']}", "data.train=x.jsonl",
                              "batch_size=8"])
-    report = compile_train_step(cfg, "v5e:2x2")
+    report = compile_train_step(cfg, "v5e:2x2", dump=str(tmp_path / "dump"))
+    hlo = (tmp_path / "dump" / "train_step.hlo.txt").read_text()
+    assert "HloModule" in hlo and "all-reduce" in hlo
+    assert "temp_size_in_bytes" in (tmp_path / "dump" / "train_step.memory.txt").read_text()
     report.temp_bytes += 17 * GIB
     with pytest.raises(InputError, match=r"does not fit by 1\.\d\d GiB"):
         require_fit(report)
