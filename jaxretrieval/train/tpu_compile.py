@@ -71,6 +71,8 @@ def tpu_devices(topology: str) -> tuple[Chip, list, int]:
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     os.environ.setdefault("TPU_WORKER_ID", "0")
+    # a compile-only client drives no chip: several processes may hold one (libtpu otherwise takes a lockfile)
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         from jax.experimental import topologies
 
