@@ -68,7 +68,7 @@ def main():
                              "mesh": f"data={r.mesh['data']} fsdp={r.mesh['fsdp']}", "batch": r.batch_size,
                              "GiB/device": f"{r.total_bytes / GIB:.2f} of {r.hbm_per_device / GIB:.0f}",
                              "TFLOP/device/step": f"{r.flops / 1e12:.3g}" + (" (lower bound)" if r.loops else ""),
-                             f"{r.rows}/s at {MFU:.0%} MFU": f"{r.batch_size / r.step_seconds(MFU):,.0f}",
+                             f"at {MFU:.0%} MFU": f"{r.batch_size / r.step_seconds(MFU):,.0f} {r.rows}/s",
                              "compile s": f"{time.time() - t:.0f}"})
                 print(rows[-1], flush=True)
     print()
