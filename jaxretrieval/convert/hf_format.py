@@ -55,6 +55,20 @@ def family_of(hf_config: dict[str, Any], config_path: Path) -> Family:
     return FAMILIES[model_type]
 
 
+_SHAPES_ONLY = contextvars.ContextVar("shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Encoders loaded inside keep abstract parameters (shapes and dtypes, no weights read): what an ahead-of-time
+    compile needs, from a directory that may hold only config.json and a tokenizer (a model too big for here)."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
 def read_hf_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All tensors of a checkpoint as float32/int NumPy arrays; safetensors (single or sharded) preferred."""
     d = Path(path)
@@ -75,6 +89,8 @@ def read_hf_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
                              bin_path) from None
         state = torch.load(bin_path, map_location="cpu", weights_only=True)
         return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
+    if _SHAPES_ONLY.get():  # a directory of config and tokenizer only: every parameter keeps its fresh shape
+        return {}
     raise InputError("no model.safetensors, model.safetensors.index.json or pytorch_model.bin", d)
 
 
@@ -128,20 +144,6 @@ def hf_tensors(encoder_params: dict[str, np.ndarray], family: Family) -> dict[st
         else:
             raise ValueError(f"parameter {key} has no Hugging Face name in the {family.name} table")
     return out
-
-
-_SHAPES_ONLY = contextvars.ContextVar("shapes_only", default=False)
-
-
-@contextlib.contextmanager
-def shapes_only():
-    """Encoders loaded inside keep abstract parameters (shapes and dtypes, no weights read): what an ahead-of-time
-    compile needs, from a directory that may hold only config.json and a tokenizer (a model too big for here)."""
-    token = _SHAPES_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _SHAPES_ONLY.reset(token)
 
 
 def load_hf_encoder(path: str | os.PathLike, dtype=jnp.float32) -> tuple[nnx.Module, dict[str, Any]]:

@@ -183,3 +183,13 @@ def test_a_report_over_its_hbm_is_one_error_and_dump_writes_the_program(tiny, tm
     report.temp_bytes += 17 * GIB
     with pytest.raises(InputError, match=r"does not fit by 1\.\d\d GiB"):
         require_fit(report)
+
+
+def test_a_reranker_from_a_directory_without_weights_compiles(tmp_path):
+    """An LLM reranker's score head is read from the checkpoint when it has one: without weights it starts fresh."""
+    model = qwen2_1p5b_dir(tmp_path / "qwen2", layers=1)
+    cfg = load_config(None, [f"output_dir={tmp_path}/o", f"model.path={model}", "data.train=x.jsonl",
+                             "task=reranker", "reranker.special_token=<|endoftext|>", "reranker.group_size=2",
+                             "reranker.max_length=64", "batch_size=8", "model.compute_dtype=bfloat16"])
+    report = compile_train_step(cfg, "v5e:2x2", dump=None)
+    assert report.fits and 2.3e8 < report.parameters < 2.9e8  # the embedding table and one layer
