@@ -13,6 +13,7 @@ examples/s the chip's peak bf16 rate would give at 100% and at a stated MFU, and
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -37,6 +38,7 @@ from jaxretrieval.train.optimizer import make_optimizer
 from jaxretrieval.train.reranker_task import RerankerTask
 
 GIB = 1024 ** 3
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +163,8 @@ class CompileReport:
     temp_bytes: int
     code_bytes: int
     flops: float  # per device, per step
-    collectives: dict[str, tuple[int, int]]  # op -> (count, result bytes) in the per-device HLO
+    collectives: dict[str, tuple[int, int]] | None  # op -> (count, result bytes) in the per-device HLO; None:
+    # XLA could not print the compiled program
     parameters: int
     param_layout: dict[str, tuple[tuple, tuple[int, ...]]]  # trained parameter path -> (partition spec, shape)
     loops: bool = False  # GradCache in several chunks: XLA's FLOP count takes its loop body (one chunk) once
@@ -203,7 +206,9 @@ class CompileReport:
             t = self.step_seconds(m)
             shown = f"{t * 1e3:.2f} ms" if t >= 1e-3 else f"{t * 1e6:.2f} us"
             rows.append((f"step time {label}", f"{shown}, {self.batch_size / t:,.0f} {self.rows}/s"))
-        for op, (count, size) in sorted(self.collectives.items()):
+        if self.collectives is None:
+            rows.append(("collectives", "not available: XLA could not print the compiled program"))
+        for op, (count, size) in sorted((self.collectives or {}).items()):
             rows.append((op, f"{count} ops, {size / 2 ** 20:.2f} MiB"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -250,12 +255,18 @@ def _compiled(lowered, topology: str, tpu_mesh, dump: str | None, name: str):
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    hlo = compiled.as_text()
+    try:
+        hlo = compiled.as_text()
+    except jax.errors.JaxRuntimeError as e:  # seen with libtpu 0.0.52: a compiled program whose text fails a check
+        hlo = ""
+        log.warning("the compiled program's HLO text is not available (%s): no collectives reported",
+                    str(e).splitlines()[0][:200])
     if dump:
         folder = upath(dump)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_file(folder / f"{name}.hlo.txt", "w") as f:
-            f.write(hlo)
+        if hlo:
+            with atomic_file(folder / f"{name}.hlo.txt", "w") as f:
+                f.write(hlo)
         with atomic_file(folder / f"{name}.memory.txt", "w") as f:
             f.write(str(memory) + "\n")
     return compiled, memory, float(cost.get("flops", 0.0)), hlo
@@ -266,7 +277,8 @@ def _report(what, topology, chip, devices, chips, tpu_mesh, rows, memory, flops,
     count = sum(math.prod(np.shape(x)) for x in jax.tree.leaves(params) + jax.tree.leaves(frozen))
     return CompileReport(what, topology, chip, len(devices), chips, dict(tpu_mesh.shape), rows,
                          memory.argument_size_in_bytes, memory.output_size_in_bytes, memory.alias_size_in_bytes,
-                         memory.temp_size_in_bytes, memory.generated_code_size_in_bytes, flops, hlo_collectives(hlo),
+                         memory.temp_size_in_bytes, memory.generated_code_size_in_bytes, flops,
+                         hlo_collectives(hlo) if hlo else None,
                          int(count), _layout(params, param_sh), loops=loops, rows=unit)
 
 
