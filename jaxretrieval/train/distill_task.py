@@ -100,7 +100,7 @@ class DistillTask:
         if is_prepared(cfg.data.train):
             source = _prepared_source(cfg, loaded)
             dims = source.identity["teacher_dims"]
-            return cls._made(cfg, loaded, source, {}, [], sum(dims), len(dims))
+            return cls.assembled(cfg, loaded, source, {}, [], sum(dims), len(dims))
         texts = read_texts(cfg.data.train)
         require_one_batch(len(texts), cfg.batch_size, "texts", cfg.data.train)
         tok = loaded.tokenizer
@@ -126,11 +126,13 @@ class DistillTask:
                                  cfg.data.group_by_length, d.teacher_weights, d.neighbour_group, d.neighbour_window,
                                  jax.process_index(), jax.process_count(),
                                  tuple(map(str, d.teacher_vectors or d.teachers)))
-        return cls._made(cfg, loaded, source, teacher_params, graphdefs, teacher_dim, len(vectors))
+        return cls.assembled(cfg, loaded, source, teacher_params, graphdefs, teacher_dim, len(vectors))
 
     @classmethod
-    def _made(cls, cfg: TrainConfig, loaded: LoadedEmbedder, source, teacher_params, graphdefs, teacher_dim: int,
-              vector_teachers: int) -> "DistillTask":
+    def assembled(cls, cfg: TrainConfig, loaded: LoadedEmbedder, source, teacher_params, graphdefs, teacher_dim: int,
+                  vector_teachers: int) -> "DistillTask":
+        """The task from its parts, checked: what `build` reads from the data, and what an ahead-of-time compile
+        (train/tpu_compile.py) knows without it."""
         d = cfg.distill
         # Only the cosine and L2 terms compare vectors coordinate by coordinate; the similarity and relative terms
         # compare in-batch similarity matrices, so without the former the student may keep any output width.

@@ -140,7 +140,7 @@ def compile_task(cfg: TrainConfig, loaded):
         graphdefs.append(graphdef)
         teacher_params[f"teacher{k}"] = params
         dims.append(teacher.model.dim)
-    task = DistillTask._made(cfg, loaded, None, teacher_params, graphdefs, sum(dims), len(d.teacher_vectors))
+    task = DistillTask.assembled(cfg, loaded, None, teacher_params, graphdefs, sum(dims), len(d.teacher_vectors))
     return task, dims
 
 
