@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import REPO, print_table  # noqa: E402
 from hf_tiny import qwen2_1p5b_dir  # noqa: E402
 from jaxretrieval.config import MeshConfig, load_config  # noqa: E402
-from jaxretrieval.train.tpu_compile import GIB, compile_encode_step, compile_train_step  # noqa: E402
+from jaxretrieval.train.tpu_compile import GIB, compile_encode_step, compile_train_step, slice_for  # noqa: E402
 
 MFU = 0.4
 
@@ -61,9 +61,10 @@ def main():
             if args.only not in name:
                 continue
             cfg = load_config(REPO / config, overrides)
+            built = slice_for(cfg, topology, mesh)
             for step in (compile_train_step, compile_encode_step):
                 t = time.time()
-                r = step(cfg, topology, mesh)
+                r = step(cfg, topology, built=built)
                 rows.append({"recipe": name, "step": r.what, "slice": f"{topology} ({r.chips} chips)",
                              "mesh": f"data={r.mesh['data']} fsdp={r.mesh['fsdp']}", "batch": r.batch_size,
                              "GiB/device": f"{r.total_bytes / GIB:.2f} of {r.hbm_per_device / GIB:.0f}",

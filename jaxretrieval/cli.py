@@ -18,20 +18,20 @@ import numpy as np  # noqa: E402
 from jaxretrieval.bundles import Bundle  # noqa: E402
 from jaxretrieval.config import MeshConfig, config_paths, config_to_dict, load_config  # noqa: E402
 from jaxretrieval.convert.export import check_export_args, export  # noqa: E402
-from jaxretrieval.data.beir import load_beir  # noqa: E402
 from jaxretrieval.data.jsonl import iter_jsonl, read_texts, write_jsonl  # noqa: E402
 from jaxretrieval.door import open_model  # noqa: E402
 from jaxretrieval.errors import InputError, TrainingDiverged  # noqa: E402
-from jaxretrieval.eval.evaluate import check_evaluable, combined, evaluate_datasets  # noqa: E402
+from jaxretrieval.eval.evaluate import (  # noqa: E402
+    check_evaluable, combined, dataset_means, evaluate_datasets, load_datasets)
 from jaxretrieval.eval.mining import mine_negatives  # noqa: E402
 from jaxretrieval.eval.rerank import dense_first_stage  # noqa: E402
 from jaxretrieval.eval.scoring import score_records  # noqa: E402
 from jaxretrieval.files import atomic_file, check_storage, is_remote, upath  # noqa: E402
 from jaxretrieval.inference import encode_texts  # noqa: E402
 from jaxretrieval.losses.distill import teacher_target  # noqa: E402
-from jaxretrieval.sources import dataset_names  # noqa: E402
 from jaxretrieval.train.tasks import prepare_data  # noqa: E402
-from jaxretrieval.train.tpu_compile import compile_encode_step, compile_train_step, require_fit  # noqa: E402
+from jaxretrieval.train.tpu_compile import (  # noqa: E402
+    compile_encode_step, compile_train_step, require_fit, slice_for)
 from jaxretrieval.training import run_training  # noqa: E402
 
 
@@ -86,18 +86,15 @@ def cmd_eval(args) -> int:
         stage_model = open_model(args.first_stage)
         first_stage = lambda name, split: dense_first_stage(stage_model, split, args.rerank_top)  # noqa: E731
     check_evaluable(loaded.kind, bool(paths), bool(sts), first_stage is not None)
-    names = dataset_names([*paths, *sts])
-    data = [(name, load_beir(path, args.split)) for name, path in zip(names, paths)]
-    per_dataset = evaluate_datasets(loaded, data, list(zip(names[len(paths):], sts)), batch_size=args.batch_size,
-                                    all_dims=args.all_dims, first_stage=first_stage, rerank_top=args.rerank_top)
-    several = len(paths) > 1 or len(sts) > 1
-    if not several:
+    d = load_datasets(paths, sts, args.split)
+    per_dataset = evaluate_datasets(loaded, d.beir, d.sts, batch_size=args.batch_size, all_dims=args.all_dims,
+                                    first_stage=first_stage, rerank_top=args.rerank_top)
+    if not d.several:
         print(_json_line(combined(per_dataset, several=False)))
         return 0
     for name, metrics in per_dataset.items():
         print(_json_line({"dataset": name, **metrics}))
-    means = {k: v for k, v in combined(per_dataset, several=True).items() if k.split("/")[0] not in per_dataset}
-    print(_json_line({"dataset": "mean", **means}))
+    print(_json_line({"dataset": "mean", **dataset_means(per_dataset)}))
     return 0
 
 
@@ -194,10 +191,11 @@ def cmd_compile(args) -> int:
         if set(sizes) - {"data", "fsdp"} or not sizes:
             raise InputError(f"--mesh {args.mesh!r} is not data=N,fsdp=M", "command line", field="--mesh")
         mesh = MeshConfig(int(sizes.get("data", -1)), int(sizes.get("fsdp", 1)))
-    train = compile_train_step(cfg, args.topology, mesh, dump=args.dump)
+    built = slice_for(cfg, args.topology, mesh)  # the abstract model and task, once for both compiles
+    train = compile_train_step(cfg, args.topology, dump=args.dump, built=built)
     print(train.table(args.mfu))
     require_fit(train)
-    encode = compile_encode_step(cfg, args.topology, mesh, dump=args.dump)
+    encode = compile_encode_step(cfg, args.topology, dump=args.dump, built=built)
     print("\n" + encode.table(args.mfu))
     require_fit(encode)
     return 0

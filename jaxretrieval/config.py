@@ -240,7 +240,7 @@ class TrainConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def validate(self, source: str = "config") -> None:
-        mixture = isinstance(self.data.train, list)  # each source's num_negatives is checked in _validate_sources
+        mixture = isinstance(self.data.train, list)  # sources.validate_sources checks each source's num_negatives
         num_teachers = len(self.distill.teacher_vectors or self.distill.teachers)
         checks = [
             (bool(self.output_dir), "output_dir", "must be set"),

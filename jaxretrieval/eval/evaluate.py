@@ -66,16 +66,43 @@ def evaluate_datasets(bundle: Bundle, data: list[tuple[str, BeirSplit]], sts: li
     return out
 
 
+@dataclasses.dataclass
+class EvalDatasets:
+    """BEIR splits and STS files, each with the name its metrics go by."""
+
+    beir: list[tuple[str, BeirSplit]]
+    sts: list[tuple[str, str]]
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.beir] + [n for n, _ in self.sts]
+
+    @property
+    def several(self) -> bool:
+        """More than one of a kind: metrics are then named per dataset, with their means."""
+        return len(self.beir) > 1 or len(self.sts) > 1
+
+
+def load_datasets(beir_paths: list[str], sts_paths: list[str], split: str) -> EvalDatasets:
+    names = dataset_names([*beir_paths, *sts_paths])
+    return EvalDatasets([(n, load_beir(p, split)) for n, p in zip(names, beir_paths)],
+                        list(zip(names[len(beir_paths):], sts_paths)))
+
+
+def dataset_means(per_dataset: dict[str, dict]) -> dict:
+    """Each metric's mean over the datasets that report it."""
+    keys = dict.fromkeys(k for metrics in per_dataset.values() for k in metrics)
+    return {k: float(sum(m[k] for m in per_dataset.values() if k in m) / sum(k in m for m in per_dataset.values()))
+            for k in keys}
+
+
 def combined(per_dataset: dict[str, dict], several: bool) -> dict:
     """One flat dict: a single dataset (of each kind) as its own metrics; several as DATASET/METRIC each plus
-    METRIC, the mean over the datasets that report it."""
+    METRIC, their mean."""
     if not several:
         return {k: v for metrics in per_dataset.values() for k, v in metrics.items()}
-    out = {f"{name}/{k}": v for name, metrics in per_dataset.items() for k, v in metrics.items()}
-    for key in dict.fromkeys(k for metrics in per_dataset.values() for k in metrics):
-        out[key] = float(sum(m[key] for m in per_dataset.values() if key in m) /
-                         sum(key in m for m in per_dataset.values()))
-    return out
+    return {**{f"{name}/{k}": v for name, metrics in per_dataset.items() for k, v in metrics.items()},
+            **dataset_means(per_dataset)}
 
 
 def check_evaluable(kind: str, has_data: bool, has_sts: bool, has_first_stage: bool, where: str = "command line"
@@ -115,27 +142,21 @@ class RunEvaluator:
         return self.cfg.eval.metric
 
     @functools.cached_property
-    def names(self) -> list[str]:
-        """Names of eval.data's directories, then eval.sts's files."""
+    def datasets(self) -> EvalDatasets:
         e = self.cfg.eval
-        return dataset_names([*e.data, *e.sts])
+        return load_datasets(e.data, e.sts, e.split)
 
     @property
-    def several(self) -> bool:
-        e = self.cfg.eval
-        return len(e.data) > 1 or len(e.sts) > 1
-
-    @functools.cached_property
-    def data(self) -> list[tuple[str, BeirSplit]]:
-        e = self.cfg.eval
-        return [(name, load_beir(path, e.split)) for name, path in zip(self.names, e.data)]
+    def names(self) -> list[str]:
+        """Names of eval.data's directories, then eval.sts's files."""
+        return self.datasets.names
 
     def check(self, bundle: Bundle) -> None:
         e = self.cfg.eval
         check_evaluable(bundle.kind, bool(e.data), bool(e.sts), bool(self.cfg.reranker.first_stage), "config")
-        _ = self.data  # read now: a bad eval directory fails before any training
+        _ = self.datasets  # read now: a bad eval directory fails before any training
         names = metric_names(bundle.kind, bool(e.data), bool(e.sts), tuple(getattr(bundle.model, "dims", ())),
-                             tuple(self.names) if self.several else ())
+                             tuple(self.names) if self.datasets.several else ())
         if self.metric not in names:
             raise InputError(f"eval.metric {self.metric!r} is not computed by this eval; choose from {names}",
                              "config", field="eval.metric")
@@ -155,8 +176,8 @@ class RunEvaluator:
 
     def __call__(self, bundle: Bundle) -> dict:
         e, r = self.cfg.eval, self.cfg.reranker
-        sts = list(zip(self.names[len(e.data):], e.sts))
-        per_dataset = evaluate_datasets(bundle, self.data, sts, batch_size=e.batch_size, all_dims=True,
+        d = self.datasets
+        per_dataset = evaluate_datasets(bundle, d.beir, d.sts, batch_size=e.batch_size, all_dims=True,
                                         first_stage=self._first_stage_run if r.first_stage else None,
                                         rerank_top=r.rerank_top)
-        return combined(per_dataset, self.several)
+        return combined(per_dataset, d.several)

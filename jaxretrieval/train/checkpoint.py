@@ -38,11 +38,14 @@ class Checkpoints:
         )
         self.save_every = save_every
 
-    def save(self, step: int, state: dict[str, Any], meta: dict[str, Any], force: bool = False) -> bool:
+    def save(self, step: int, state: dict[str, Any], meta: dict[str, Any] | Callable[[], dict[str, Any]],
+             force: bool = False) -> bool:
+        """meta may be a function, called only when this step is saved (what it costs is paid per save)."""
         if not force and (self.save_every <= 0 or step % self.save_every):
             return False
         if step in self.manager.all_steps():
             return False
+        meta = meta() if callable(meta) else meta
         return self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                meta=ocp.args.JsonSave(meta)), force=True)
 

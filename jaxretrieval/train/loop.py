@@ -301,10 +301,9 @@ def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, 
                             f"lower the learning rate, or check the data, before resuming")
                 if cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
                     run_eval(step)
-                meta["position"] = position_at(step)
                 due = bool(cfg.save_every_minutes) and time.monotonic() - last_save >= 60 * cfg.save_every_minutes
                 stop, due = agree(signals.requested is not None, due)
-                if checkpoints.save(step, state, meta, force=due):
+                if checkpoints.save(step, state, lambda: {**meta, "position": position_at(step)}, force=due):
                     last_save = time.monotonic()
                     run_log.sync()  # a gs:// run's logs reach storage with each checkpoint, so a kill loses none
                 if stop:
@@ -312,7 +311,7 @@ def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, 
                     break
             if step == run.total_steps and not summary["interrupted"]:
                 run_eval(step)
-            checkpoints.save(step, state, meta, force=True)
+            checkpoints.save(step, state, {**meta, "position": position_at(step)}, force=True)
     finally:
         checkpoints.close()
         run_log.close()

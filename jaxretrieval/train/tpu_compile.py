@@ -28,9 +28,9 @@ from jaxretrieval.convert.hf_format import shapes_only
 from jaxretrieval.convert.st_format import load_embedder
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import atomic_file, upath
-from jaxretrieval.train.colbert_task import ColBERTTask
-from jaxretrieval.train.dense_task import DenseTask
-from jaxretrieval.train.distill_task import DistillTask
+from jaxretrieval.train.colbert_task import ColBERTTask, colbert_tokenization
+from jaxretrieval.train.dense_task import DenseTask, dense_tokenization
+from jaxretrieval.train.distill_task import DistillTask, distill_tokenization
 from jaxretrieval.train.loop import make_train_step, split_trainable
 from jaxretrieval.train.mesh import batch_sharding, make_mesh, replicated, tree_shardings
 from jaxretrieval.train.model_setup import build_model
@@ -90,12 +90,10 @@ def batch_spec(cfg: TrainConfig, loaded, teacher_dims: list[int]) -> dict[str, j
     keys and dtypes are checked against a real source in tests/train/test_tpu_compile.py)."""
     b, i32, f32 = cfg.batch_size, jnp.int32, jnp.float32
     s = lambda *shape, dtype=i32: jax.ShapeDtypeStruct(shape, dtype)  # noqa: E731
-    tok = loaded.tokenizer
     if cfg.task in ("dense", "colbert"):
-        if cfg.task == "colbert":
-            q, d = tok.query_length, tok.doc_length
-        else:
-            q, d = min(cfg.model.max_query_length, tok.max_length), min(cfg.model.max_doc_length, tok.max_length)
+        # the lengths the task tokenizes to, as `prepare` records them
+        lengths = (colbert_tokenization(loaded) if cfg.task == "colbert" else dense_tokenization(cfg, loaded)).settings
+        q, d = lengths["max_query_length"], lengths["max_doc_length"]
         n = cfg.data.num_negatives
         out = {"query_ids": s(b, q), "query_mask": s(b, q), "pos_ids": s(b, d), "pos_mask": s(b, d),
                "neg_ids": s(b, n, d), "neg_mask": s(b, n, d), "query_text": s(b), "pos_doc": s(b), "neg_doc": s(b, n)}
@@ -110,7 +108,7 @@ def batch_spec(cfg: TrainConfig, loaded, teacher_dims: list[int]) -> dict[str, j
         if r.loss != "listwise":
             out["scores"] = s(b, g, dtype=f32)
         return out
-    length = min(cfg.distill.max_length, tok.max_length)
+    length = distill_tokenization(cfg, loaded).settings["max_length"]
     out = {"ids": s(b, length), "mask": s(b, length)}
     if cfg.distill.teacher_vectors:
         out.update({f"teacher_vectors{k}": s(b, dim, dtype=f32) for k, dim in enumerate(teacher_dims)})
@@ -229,7 +227,9 @@ def hlo_collectives(hlo: str) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-def _slice(cfg: TrainConfig, topology: str, mesh: MeshConfig | None):
+def slice_for(cfg: TrainConfig, topology: str, mesh: MeshConfig | None = None) -> tuple:
+    """What both compiles start from, built once: (chip, devices, chips, mesh, abstract bundle, task, teacher
+    dims) of the config on the topology."""
     chip, devices, chips = tpu_devices(topology)
     tpu_mesh = make_mesh(mesh or cfg.mesh, devices)
     dp = tpu_mesh.shape["data"] * tpu_mesh.shape["fsdp"]
@@ -282,10 +282,10 @@ def _report(what, topology, chip, devices, chips, tpu_mesh, rows, memory, flops,
                          int(count), _layout(params, param_sh), loops=loops, rows=unit)
 
 
-def compile_train_step(cfg: TrainConfig, topology: str, mesh: MeshConfig | None = None, dump: str | None = None
-                       ) -> CompileReport:
+def compile_train_step(cfg: TrainConfig, topology: str, mesh: MeshConfig | None = None, dump: str | None = None,
+                       built: tuple | None = None) -> CompileReport:
     """Compile the config's train step for `topology` (e.g. v5e:2x2) over `mesh` (default: the config's)."""
-    chip, devices, chips, tpu_mesh, loaded, task, teacher_dims = _slice(cfg, topology, mesh)
+    chip, devices, chips, tpu_mesh, loaded, task, teacher_dims = built or slice_for(cfg, topology, mesh)
     graphdef, params, frozen = split_trainable(loaded.model, cfg)
     optimizer = make_optimizer(cfg.optimizer, cfg.learning_rate, max(cfg.steps, 1000))
     opt_state = jax.eval_shape(optimizer.tx.init, params)
@@ -308,11 +308,11 @@ def compile_train_step(cfg: TrainConfig, topology: str, mesh: MeshConfig | None 
                    params, frozen, param_sh, loops=chunked)
 
 
-def compile_encode_step(cfg: TrainConfig, topology: str, mesh: MeshConfig | None = None, dump: str | None = None
-                        ) -> CompileReport:
+def compile_encode_step(cfg: TrainConfig, topology: str, mesh: MeshConfig | None = None, dump: str | None = None,
+                        built: tuple | None = None) -> CompileReport:
     """Compile the encoding that evaluation runs: the task's longest stream (documents, or reranked pairs) for
     eval.batch_size rows (rounded up to the data-parallel size), parameters sharded as in training."""
-    chip, devices, chips, tpu_mesh, loaded, task, teacher_dims = _slice(cfg, topology, mesh)
+    chip, devices, chips, tpu_mesh, loaded, task, teacher_dims = built or slice_for(cfg, topology, mesh)
     graphdef, params, frozen = split_trainable(loaded.model, cfg)
     param_sh, frozen_sh = tree_shardings(params, tpu_mesh), tree_shardings(frozen, tpu_mesh)
     batch = batch_spec(cfg, loaded, teacher_dims)

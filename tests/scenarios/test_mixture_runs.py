@@ -1,15 +1,15 @@
 """Training on a mixture of sources: jsonl, an STS file and prepared shards mixed in one run, one source per batch
 or mixed batches, stopped mid-mixture and resumed exactly, with per-source logs; bad mixtures are one line."""
 
-import dataclasses
 import json
 import random
 
 import numpy as np
 import pytest
 import yaml
-
 from hf_tiny import WORDS, tiny_pairs_jsonl, tiny_prepared_shards
+from resumed_runs import run_metrics, straight_and_resumed
+
 from jaxretrieval.cli import main
 from jaxretrieval.config import load_config
 from jaxretrieval.training import run_training as train
@@ -42,24 +42,12 @@ def _config(tmp_path, model, sources, *extra):
     return load_config(path, list(extra))
 
 
-def _metrics(run):
-    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def _straight_and_resumed(cfg, tmp_path, stop_at):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(dataclasses.replace(cfg, output_dir=str(straight)))
-    train(dataclasses.replace(cfg, output_dir=str(resumed)), stop_at_step=stop_at)
-    train(dataclasses.replace(cfg, output_dir=str(resumed)))
-    return _metrics(straight), _metrics(resumed)
-
-
 def test_one_source_batches_mix_formats_and_resume_exactly(data, tmp_path):
     model, pairs, sts, shards = data
     cfg = _config(tmp_path, model, [{"path": str(pairs), "name": "pairs"},
                                     {"path": str(sts), "min_score": 4, "prompt": "q: ", "batch_size": 8},
                                     {"path": str(shards), "name": "shards"}], "batch_size=16")
-    straight, resumed = _straight_and_resumed(cfg, tmp_path, stop_at=5)
+    straight, resumed = straight_and_resumed(cfg, tmp_path, stop_at=5)
     assert [m["step"] for m in straight] == list(range(1, 10))
     assert [m for m in straight if m["step"] > 5] == [m for m in resumed if m["step"] > 5]  # bitwise: json floats
     last = straight[-1]
@@ -79,7 +67,7 @@ def test_mixed_batches_hold_every_source_and_resume_exactly(data, tmp_path):
     cfg = _config(tmp_path, model, [{"path": str(pairs), "weight": 3}, {"path": str(sts), "min_score": 4},
                                     {"path": str(shards), "weight": 4}],
                   "data.batch_from_one_source=false", "data.sampling=weights")
-    straight, resumed = _straight_and_resumed(cfg, tmp_path, stop_at=4)
+    straight, resumed = straight_and_resumed(cfg, tmp_path, stop_at=4)
     assert [m for m in straight if m["step"] > 4] == [m for m in resumed if m["step"] > 4]
     last = straight[-1]
     assert [last[f"source/{n}/examples"] for n in ("pairs", "sts-train", "shards")] == [9 * 3, 9 * 1, 9 * 4]
@@ -120,7 +108,7 @@ def test_a_reranker_mixes_sources_within_each_batch_by_default(data, tmp_path):
                   "reranker.group_size=3", "reranker.max_length=48", "steps=3", "data.sampling=round_robin")
     assert not cfg.one_source_batches
     train(cfg)
-    last = _metrics(tmp_path / "run")[-1]
+    last = run_metrics(tmp_path / "run")[-1]
     assert last["step"] == 3 and np.isfinite(last["loss"])
     assert last["source/pairs/examples"] == last["source/other/examples"] == 3 * 4  # round robin: 4 + 4 of 8 rows
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import yaml
-
 from hf_tiny import tiny_colbert_dir, tiny_distill_data, tiny_embedder_dir, tiny_pairs_jsonl, tiny_prepared_shards
+from resumed_runs import straight_and_resumed
+
 from jaxretrieval.cli import main
 from jaxretrieval.config import config_to_dict, load_config
-from jaxretrieval.training import run_training as train
 
 
 @pytest.fixture(scope="module")
@@ -19,25 +19,12 @@ def prepared(tmp_path_factory):
     return tiny_prepared_shards(tmp_path_factory.mktemp("prepared"))
 
 
-def _metrics(run):
-    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def _straight_and_resumed(cfg, tmp_path, stop_at=2):
-    """metrics.jsonl of a straight run and of one stopped at `stop_at` and resumed with the same config."""
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(dataclasses.replace(cfg, output_dir=str(straight)))
-    train(dataclasses.replace(cfg, output_dir=str(resumed)), stop_at_step=stop_at)
-    train(dataclasses.replace(cfg, output_dir=str(resumed)))
-    return _metrics(straight), _metrics(resumed)
-
-
 def test_dense_from_shards_resumes_exactly(prepared, tmp_path):
     model, _, out = prepared
     cfg = load_config(None, [f"output_dir={tmp_path}", f"model.path={model}", f"data.train={out}", "batch_size=8",
                              "data.num_negatives=1", "model.max_query_length=16", "model.max_doc_length=24",
                              "steps=6", "save_every=2", "log_every=1", "learning_rate=1e-3"])
-    straight, resumed = _straight_and_resumed(cfg, tmp_path, stop_at=3)  # 4 steps an epoch: stopped mid-epoch
+    straight, resumed = straight_and_resumed(cfg, tmp_path, stop_at=3)  # 4 steps an epoch: stopped mid-epoch
     assert [m["step"] for m in straight] == [1, 2, 3, 4, 5, 6]
     assert [m for m in straight if m["step"] > 3] == [m for m in resumed if m["step"] > 3]
     assert np.isfinite([m["loss"] for m in straight]).all()
@@ -76,7 +63,7 @@ def test_every_task_trains_from_shards_and_resumes_exactly(tmp_path, task):
     manifest = json.loads((shards / "dataset.json").read_text())
     assert manifest["content"] == {"colbert": "pair_tokens", "reranker": "pair_texts", "distill": "text_tokens"}[task]
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(shards)))
-    straight, resumed = _straight_and_resumed(cfg, tmp_path)
+    straight, resumed = straight_and_resumed(cfg, tmp_path)
     assert [m["step"] for m in straight] == [1, 2, 3, 4]
     assert [m for m in straight if m["step"] > 2] == [m for m in resumed if m["step"] > 2]
     assert np.isfinite([m["loss"] for m in straight]).all()
