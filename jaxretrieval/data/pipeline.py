@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from jaxretrieval.data.packing import packed_stream
 from jaxretrieval.data.tokenize import TextTokenizer, bucket_for, length_buckets, pad_ragged
 from jaxretrieval.data.train_pairs import TrainPairs, epoch_plan
 
@@ -44,6 +45,9 @@ class TokenTable:
 
     def padded_length(self, rows: np.ndarray) -> int:
         return bucket_for(int(self.lengths[rows].max()), self.buckets)
+
+    def texts(self, rows: np.ndarray) -> list[np.ndarray]:
+        return [self.flat[self.offsets[i]:self.offsets[i + 1]] for i in rows]
 
     def pad(self, rows: np.ndarray, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
         """int32 [len(rows), length] ids and mask of the given rows."""
@@ -109,6 +113,8 @@ class DenseBatchSource:
     fixed_lengths: tuple[int | None, int | None] | None = None  # (query, doc) padded lengths; None = buckets
     query_pad_id: int | None = None  # pad queries with this id instead (ColBERT query expansion: the mask token)
     with_scores: bool = False  # add teacher scores "pos_score" [B] and "neg_scores" [B, N] (distillation)
+    packing: bool = False  # query_* and doc_* packed rows (data/packing.py) instead of padded query/pos/neg arrays
+    row_multiple: int = 1  # packed row counts are multiples of this (the devices one process feeds)
     _plans: EpochCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
@@ -133,6 +139,8 @@ class DenseBatchSource:
         return tuple(x[rows] for x in self._plans(epoch))
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
+        if self.packing:
+            return self.packed_batch(step)
         q, p, n, *scores = self.step_rows(step)
         q_len, d_len = self.fixed_lengths or (None, None)
         q_len = q_len or self.queries.padded_length(q)
@@ -153,6 +161,29 @@ class DenseBatchSource:
             "neg_mask": d_mask[k:].reshape(k, self.num_negatives, d_len),
             "query_text": q.astype(np.int32), "pos_doc": p.astype(np.int32), "neg_doc": n.astype(np.int32),
         }
+
+
+    def packed_batch(self, step: int) -> dict[str, np.ndarray]:
+        """The same texts as `batch`, packed: query_{ids,segments,token_text,first,last} with this process's
+        queries in slots 0..B-1, doc_* with its positives then each query's negatives; rows as long as the
+        longest text may be (the tables' last bucket), so only the row counts vary between steps."""
+        q, p, n, *scores = self.step_rows(step)
+        b, k = self.global_batch, self.num_negatives
+        local = b // self.process_count
+        shares = [slice(i * local, (i + 1) * local) for i in range(self.process_count)]
+        # global vector order, as the padded step concatenates it: all positives, then each query's negatives
+        neg_slots = b + np.arange(b * k).reshape(b, k)
+        doc_slots = [np.concatenate([np.arange(b)[s], neg_slots[s].reshape(-1)]) for s in shares]
+        q_pad = self.pad_id if self.query_pad_id is None else self.query_pad_id
+        out = packed_stream([self.queries.texts(q[s]) for s in shares], [np.arange(b)[s] for s in shares],
+                            self.queries.buckets[-1], q_pad, self.process_index, self.row_multiple, "query_")
+        out.update(packed_stream([self.docs.texts(np.concatenate([p[s], n[s].reshape(-1)])) for s in shares],
+                                 doc_slots, self.docs.buckets[-1], self.pad_id, self.process_index,
+                                 self.row_multiple, "doc_"))
+        mine = shares[self.process_index]
+        extra = {"pos_score": scores[0][mine], "neg_scores": scores[1][mine]} if scores else {}
+        return {**out, **extra, "query_text": q[mine].astype(np.int32), "pos_doc": p[mine].astype(np.int32),
+                "neg_doc": n[mine].astype(np.int32)}
 
 
 def iterate(source, start_step: int, end_step: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:

@@ -15,6 +15,8 @@ import jax
 import numpy as np
 from transformers import AutoTokenizer
 
+from jaxretrieval.data.packing import PackedBatch, packed_batches, packed_tokens
+
 
 def length_buckets(max_length: int, per_octave: int = 4, min_length: int = 16) -> tuple[int, ...]:
     """Padded lengths to use: about `per_octave` per doubling (≤ 1/per_octave padding waste), up to max_length."""
@@ -120,13 +122,38 @@ class TextTokenizer:
                              return_attention_mask=False, return_token_type_ids=True)
         return {"input_ids": enc["input_ids"], "token_type_ids": enc.get("token_type_ids")}
 
-    def batches(self, texts: Sequence[str], batch_size: int, kind: str = "doc",
-                buckets: Sequence[int] | None = None) -> Iterator[TokenBatch]:
-        """Texts sorted by token length, cut into batches of `batch_size` rows, each padded to a bucket length."""
+    def encoded_batches(self, texts: Sequence[str], batch_size: int, kind: str = "doc",
+                        buckets: Sequence[int] | None = None, packed: bool | None = None
+                        ) -> Iterator[TokenBatch | PackedBatch]:
+        """Texts tokenized once, then either packed several to a row (data/packing.py: batches of `batch_size`
+        rows as long as the bucket of the longest text, one shape for the whole input) or sorted by length and
+        padded per batch to a bucket (`batches`). packed=None picks packing only where it computes at least 10%
+        fewer tokens: packing puts short texts into long rows, whose attention costs the row's length squared, so
+        it pays where padding wastes much (mixed lengths, one bucket per octave), not where sorted buckets fit."""
         enc = self.tokenize(texts, kind)
         ids, types = enc["input_ids"], enc["token_type_ids"]
         buckets = tuple(buckets) if buckets else inference_length_buckets(self.max_length)
         skip = 0 if self.include_prompt else self.prompt_length(kind)
+        lengths = [len(i) for i in ids]
+        row_length = bucket_for(max(lengths, default=1), buckets)
+        if packed is None:
+            packed = packed_tokens(lengths, batch_size, row_length) <= 0.9 * padded_tokens(lengths, batch_size,
+                                                                                          buckets)
+        if packed:
+            yield from packed_batches(ids, types, batch_size, row_length, self.pad_id, skip)
+        else:
+            yield from self._padded_batches(ids, types, batch_size, buckets, skip)
+
+    def batches(self, texts: Sequence[str], batch_size: int, kind: str = "doc",
+                buckets: Sequence[int] | None = None) -> Iterator[TokenBatch]:
+        """Texts sorted by token length, cut into batches of `batch_size` rows, each padded to a bucket length."""
+        enc = self.tokenize(texts, kind)
+        buckets = tuple(buckets) if buckets else inference_length_buckets(self.max_length)
+        skip = 0 if self.include_prompt else self.prompt_length(kind)
+        yield from self._padded_batches(enc["input_ids"], enc["token_type_ids"], batch_size, buckets, skip)
+
+    def _padded_batches(self, ids, types, batch_size: int, buckets: tuple[int, ...], skip: int
+                        ) -> Iterator[TokenBatch]:
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -139,3 +166,10 @@ class TextTokenizer:
             index = np.full(batch_size, -1, np.int64)
             index[:len(rows)] = rows
             yield TokenBatch(input_ids, attention_mask, token_type_ids, pool_mask, index)
+
+
+def padded_tokens(lengths: Sequence[int], batch_size: int, buckets: Sequence[int]) -> int:
+    """Tokens computed by `TextTokenizer.batches` (sorted by length, each batch padded to its bucket)."""
+    ordered = sorted(lengths)
+    return sum(batch_size * bucket_for(max(ordered[s:s + batch_size]), buckets)
+               for s in range(0, len(ordered), batch_size))

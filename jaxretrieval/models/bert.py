@@ -65,9 +65,12 @@ class BertEmbeddings(nnx.Module):
         self.layer_norm = nnx.LayerNorm(cfg.hidden_size, epsilon=cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
         self.cfg = cfg
 
-    def __call__(self, input_ids, token_type_ids):
+    def __call__(self, input_ids, token_type_ids, segment_ids=None):
         pad = self.cfg.padding_position_idx
-        if pad is None:
+        if segment_ids is not None:  # packed rows: each sequence counts its positions from its own start
+            within = layers.segment_positions(segment_ids)
+            positions = within if pad is None else jnp.where(segment_ids > 0, within + pad + 1, pad)
+        elif pad is None:
             positions = jnp.arange(input_ids.shape[1])[None, :]
         else:  # as HF create_position_ids_from_input_ids: pad tokens sit at `pad`, real ones count up from pad + 1
             real = (input_ids != pad).astype(jnp.int32)
@@ -91,14 +94,15 @@ class BertLayer(nnx.Module):
         self.output = layers.linear(cfg.intermediate_size, h, rngs, dtype, init_std=std)
         self.output_norm = nnx.LayerNorm(h, epsilon=cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x, key_mask, dropout_key=None, bias=None):
+    def __call__(self, x, key_mask, dropout_key=None, bias=None, segment_ids=None):
         cfg = self.cfg
         k_attn, k_out1, k_out2 = layers.split_key(dropout_key, 3)
         b, l, h = x.shape
         heads = cfg.num_attention_heads
         split = lambda t: t.reshape(b, l, heads, h // heads)
         ctx = layers.attention(split(self.query(x)), split(self.key(x)), split(self.value(x)), key_mask, bias=bias,
-                               dropout_rate=cfg.attention_probs_dropout_prob, dropout_key=k_attn)
+                               dropout_rate=cfg.attention_probs_dropout_prob, dropout_key=k_attn,
+                               segment_ids=segment_ids)
         attn = layers.dropout(self.attention_out(ctx.reshape(b, l, h)), cfg.hidden_dropout_prob, k_out1)
         x = self.attention_norm(x + attn)
         ff = self.output(layers.activation(cfg.hidden_act)(self.intermediate(x)))
@@ -106,7 +110,11 @@ class BertLayer(nnx.Module):
 
 
 class BertEncoder(nnx.Module):
-    """input ids int32[B, L], attention mask int[B, L] (1 = token) → last hidden state [B, L, hidden]."""
+    """input ids int32[B, L], attention mask int[B, L] (1 = token) → last hidden state [B, L, hidden].
+
+    With segment_ids int32[B, L] (0 = padding, k > 0 = the row's k-th sequence) a row holds several sequences
+    (packing): attention stays inside each one and positions restart at its start. The relative bias of MPNet
+    depends only on the distance between two tokens, so the row's own bias serves every sequence in it."""
 
     def __init__(self, cfg: BertConfig, dtype=jnp.float32, rngs: nnx.Rngs | None = None):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
@@ -123,11 +131,12 @@ class BertEncoder(nnx.Module):
         return self.cfg.hidden_size
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+                 dropout_key: jax.Array | None = None, segment_ids: jax.Array | None = None) -> jax.Array:
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         keys = layers.split_key(dropout_key, len(self.layers) + 1)
-        x = layers.dropout(self.embeddings(input_ids, token_type_ids), self.cfg.hidden_dropout_prob, keys[0])
+        x = layers.dropout(self.embeddings(input_ids, token_type_ids, segment_ids), self.cfg.hidden_dropout_prob,
+                           keys[0])
         key_mask = attention_mask.astype(bool)
         bias = None
         if self.cfg.relative_attention_buckets:
@@ -135,7 +144,7 @@ class BertEncoder(nnx.Module):
                                                 self.cfg.relative_max_distance)
             bias = jnp.transpose(self.relative_attention_bias(jnp.asarray(buckets)), (2, 0, 1))[None]  # [1,H,L,L]
         for layer, k in zip(self.layers, keys[1:]):
-            x = layer(x, key_mask, k, bias)
+            x = layer(x, key_mask, k, bias, segment_ids)
         return x
 
 

@@ -7,6 +7,7 @@ directory in that layout imports with exact numerical parity and exports back th
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +86,45 @@ def pool(hidden: jax.Array, mask: jax.Array, modes: tuple[str, ...]) -> jax.Arra
     return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
 
 
+class Packing(NamedTuple):
+    """Where each text sits in a batch of packed rows (several texts per row, no padding between them), for the
+    encoder's block-diagonal attention and for pooling each text on its own. N, the number of text slots, is
+    static; slots past the batch's real texts point at token 0 and their vectors are dropped by the caller."""
+
+    segment_ids: jax.Array  # int32[R, L]: 0 = padding, k > 0 = the row's k-th text
+    token_text: jax.Array  # int32[R, L]: the slot each token is pooled into, N for tokens not pooled
+    first: jax.Array  # int32[N]: flat index (row · L + column) of each text's first pooled token
+    last: jax.Array  # int32[N]: flat index of each text's last token
+
+
+def pool_packed(hidden: jax.Array, packing: Packing, modes: tuple[str, ...]) -> jax.Array:
+    """hidden float[R, L, H] of packed rows → float32[N, H * len(modes)]: `pool` applied to each text alone."""
+    r, length, h = hidden.shape
+    flat = hidden.astype(jnp.float32).reshape(r * length, h)
+    slots = packing.first.shape[0]
+    text = packing.token_text.reshape(-1)
+    count = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(text, jnp.float32), text, slots + 1)[:slots, None], 1e-9)
+    total = lambda x: jax.ops.segment_sum(x, text, slots + 1)[:slots]  # noqa: E731
+    outs = []
+    for mode in modes:
+        if mode == "cls":
+            outs.append(flat[packing.first])
+        elif mode == "lasttoken":
+            outs.append(flat[packing.last])
+        elif mode == "max":
+            outs.append(jnp.maximum(jax.ops.segment_max(flat, text, slots + 1)[:slots], -1e9))
+        elif mode == "mean":
+            outs.append(total(flat) / count)
+        elif mode == "mean_sqrt_len_tokens":
+            outs.append(total(flat) / jnp.sqrt(count))
+        elif mode == "weightedmean":  # weights 1, 2, ... by position in the text, as `pool` under right padding
+            w = (layers.segment_positions(packing.segment_ids).reshape(-1, 1) + 1).astype(jnp.float32)
+            outs.append(total(flat * w) / jnp.maximum(total(w), 1e-9))
+        else:
+            raise ValueError(f"unknown pooling mode {mode!r}")
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
+
+
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
@@ -120,9 +160,14 @@ class Embedder(nnx.Module):
         """Every output dimension, the main one first."""
         return (self.dim, *self.spec.matryoshka_dims)
 
-    def _pooled_and_main(self, input_ids, attention_mask, token_type_ids, pool_mask, dropout_key):
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
-        pooled = pool(hidden, attention_mask if pool_mask is None else pool_mask, self.spec.pooling)
+    def _pooled_and_main(self, input_ids, attention_mask, token_type_ids, pool_mask, dropout_key, packing):
+        if packing is None:
+            hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
+            pooled = pool(hidden, attention_mask if pool_mask is None else pool_mask, self.spec.pooling)
+        else:
+            hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key,
+                                  segment_ids=packing.segment_ids)
+            pooled = pool_packed(hidden, packing, self.spec.pooling)
         x = pooled
         for spec, layer in zip(self.spec.dense, self.dense):
             x = layer(x)
@@ -131,14 +176,19 @@ class Embedder(nnx.Module):
         return pooled, x
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
-                 pool_mask: jax.Array | None = None, dropout_key: jax.Array | None = None) -> jax.Array:
-        _, x = self._pooled_and_main(input_ids, attention_mask, token_type_ids, pool_mask, dropout_key)
+                 pool_mask: jax.Array | None = None, dropout_key: jax.Array | None = None,
+                 packing: Packing | None = None) -> jax.Array:
+        """float32[B, D] for B rows of one text each, or float32[N, D] for N packed texts (`packing`; then
+        pool_mask is unused: Packing.token_text says which tokens pool)."""
+        _, x = self._pooled_and_main(input_ids, attention_mask, token_type_ids, pool_mask, dropout_key, packing)
         return l2_normalize(x) if self.spec.normalize else x
 
     def embed_all(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
-                  pool_mask: jax.Array | None = None, dropout_key: jax.Array | None = None) -> dict[int, jax.Array]:
-        """{dim: float32[B, dim]} for the main output and every Matryoshka dim, from one encoder pass."""
-        pooled, x = self._pooled_and_main(input_ids, attention_mask, token_type_ids, pool_mask, dropout_key)
+                  pool_mask: jax.Array | None = None, dropout_key: jax.Array | None = None,
+                  packing: Packing | None = None) -> dict[int, jax.Array]:
+        """{dim: float32[B or N, dim]} for the main output and every Matryoshka dim, from one encoder pass."""
+        pooled, x = self._pooled_and_main(input_ids, attention_mask, token_type_ids, pool_mask, dropout_key,
+                                          packing)
         finish = l2_normalize if self.spec.normalize else (lambda v: v)
         out = {self.dim: finish(x)}
         if self.spec.matryoshka_mode == "slice":

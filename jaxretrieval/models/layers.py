@@ -91,19 +91,35 @@ def linear(in_features: int, out_features: int, rngs: nnx.Rngs, dtype, use_bias:
                       kernel_init=nnx.initializers.normal(init_std), rngs=rngs)
 
 
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+    """Each token's position inside its own sequence of a packed row: int32[B, L] → int32[B, L], restarting at 0
+    wherever the segment id changes (padding counts as a segment, and its positions are never read)."""
+    column = jax.lax.broadcasted_iota(jnp.int32, segment_ids.shape, 1)
+    previous = jnp.concatenate([segment_ids[:, :1] - 1, segment_ids[:, :-1]], axis=1)
+    starts = jnp.where(segment_ids != previous, column, 0)
+    return column - jax.lax.cummax(starts, axis=1)
+
+
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, bias: jax.Array | None = None,
-              causal: bool = False, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None) -> jax.Array:
+              causal: bool = False, dropout_rate: float = 0.0, dropout_key: jax.Array | None = None,
+              segment_ids: jax.Array | None = None) -> jax.Array:
     """Scaled dot-product attention.
 
     q: [B, Lq, H, D]; k, v: [B, Lk, Hkv, D] with H a multiple of Hkv (grouped-query attention);
-    key_mask: bool [B, Lk], False for padding; bias: optional additive [B or 1, H, Lq, Lk]. Returns [B, Lq, H, D].
+    key_mask: bool [B, Lk], False for padding; bias: optional additive [B or 1, H, Lq, Lk]; segment_ids: optional
+    int32 [B, L] (Lq = Lk) for packed rows, where a token attends only to tokens of its own segment (block-diagonal
+    attention). Returns [B, Lq, H, D]. On CPU a bfloat16 model computes scores and weighted values in float32: there
+    the small per-head products are slower in bfloat16 than in float32 (and the softmax needs float32 anyway).
 
     On CPU, XLA runs the batched [B·H] small matmuls and the [B, H, L, L] softmax out of cache and on one thread;
     going example by example keeps each example's scores in cache, and a hand-written backward that recomputes
     the probabilities avoids storing them, which makes both the forward and the backward several times faster on
-    MiniLM shapes. Accelerators take the batched form. JAXRETRIEVAL_ATTENTION=batched|per_example overrides the choice.
+    MiniLM shapes. Accelerators take jax.nn.dot_product_attention (cuDNN's fused kernel on GPU) when there is no
+    attention dropout, and the batched form with it. JAXRETRIEVAL_ATTENTION=batched|per_example|fused overrides the
+    choice.
     """
     num_heads, num_kv = q.shape[2], k.shape[2]
+    out_dtype = v.dtype
     if num_kv != num_heads:
         k = jnp.repeat(k, num_heads // num_kv, axis=2)
         v = jnp.repeat(v, num_heads // num_kv, axis=2)
@@ -113,21 +129,41 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, bia
         drop = dropout_key is not None and dropout_rate > 0.0
         keys = jax.random.split(dropout_key, b) if drop else None
         full_bias = None if bias is None else jnp.broadcast_to(bias, (b,) + bias.shape[1:]).astype(jnp.float32)
-        return _per_example_attention(q, k, v, key_mask, full_bias, keys, causal, dropout_rate if drop else 0.0)
-    return _batched_attention(q, k, v, key_mask, bias, causal, dropout_rate, dropout_key)
+        q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
+        out = _per_example_attention(q, k, v, key_mask, full_bias, segment_ids, keys, causal,
+                                     dropout_rate if drop else 0.0)
+    elif impl in ("fused", "auto") and (dropout_key is None or dropout_rate == 0.0):
+        out = _fused_attention(q, k, v, key_mask, bias, causal, segment_ids)
+    else:
+        out = _batched_attention(q, k, v, key_mask, bias, causal, dropout_rate, dropout_key, segment_ids)
+    return out.astype(out_dtype)
 
 
-def _batched_attention(q, k, v, key_mask, bias=None, causal=False, dropout_rate=0.0, dropout_key=None):
+def _fused_attention(q, k, v, key_mask, bias, causal, segment_ids):
+    """jax.nn.dot_product_attention: cuDNN's fused kernel on GPU where it takes the shapes and mask, XLA's
+    composition elsewhere. It has no dropout, so training with attention dropout takes _batched_attention."""
+    mask = key_mask[:, None, None, :]
+    if segment_ids is not None:
+        mask = mask & (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
+    if causal:
+        lq, lk = q.shape[1], k.shape[1]
+        mask = mask & jnp.tril(jnp.ones((lq, lk), bool), k=lk - lq)[None, None]
+    bias = None if bias is None else jnp.broadcast_to(bias, (q.shape[0],) + bias.shape[1:]).astype(q.dtype)
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
+
+
+def _batched_attention(q, k, v, key_mask, bias=None, causal=False, dropout_rate=0.0, dropout_key=None,
+                       segment_ids=None):
     """The per-example probabilities vmapped over the batch: one [B, H, Lq, Lk] computation."""
     if bias is not None:
         bias = jnp.broadcast_to(bias, (q.shape[0],) + bias.shape[1:]).astype(jnp.float32)
-    probs = jax.vmap(_example_probs, in_axes=(0, 0, 0, None if bias is None else 0, None))(q, k, key_mask, bias,
-                                                                                          causal)
+    probs = jax.vmap(_example_probs, in_axes=(0, 0, 0, None if bias is None else 0, None if segment_ids is None else 0,
+                                              None))(q, k, key_mask, bias, segment_ids, causal)
     probs = dropout(probs, dropout_rate, dropout_key).astype(v.dtype)
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
-def _example_probs(q, k, key_mask, bias, causal):
+def _example_probs(q, k, key_mask, bias, segment_ids, causal):
     """One example: q [Lq, H, D], k [Lk, H, D] → float32 probabilities [H, Lq, Lk]. Softmax runs in float32
     whatever the compute dtype: a bf16 softmax over 512 keys loses the small weights. The softmax is written
     out (max, exp, sum): on CPU, jax.nn.softmax's extra passes over the scores make attention slower. A row with
@@ -137,6 +173,8 @@ def _example_probs(q, k, key_mask, bias, causal):
     if bias is not None:
         scores = scores + bias
     mask = key_mask[None, None, :]
+    if segment_ids is not None:
+        mask = mask & (segment_ids[:, None] == segment_ids[None, :])[None]
     if causal:
         lq, lk = q.shape[0], k.shape[0]
         mask = mask & jnp.tril(jnp.ones((lq, lk), bool), k=lk - lq)[None]
@@ -145,29 +183,30 @@ def _example_probs(q, k, key_mask, bias, causal):
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _per_example_attention(q, k, v, key_mask, bias, keys, causal, rate):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _per_example_attention(q, k, v, key_mask, bias, segment_ids, keys, causal, rate):
     def one(args):
-        qi, ki, vi, mi, bi, key = args
-        p = _example_probs(qi, ki, mi, bi, causal)
+        qi, ki, vi, mi, bi, si, key = args
+        p = _example_probs(qi, ki, mi, bi, si, causal)
         if key is not None:
             p = p * keep_mask(key, rate, p.shape)
         return jnp.einsum("hqk,khd->qhd", p.astype(vi.dtype), vi)
 
-    return jax.lax.map(one, (q, k, v, key_mask, bias, keys))
+    return jax.lax.map(one, (q, k, v, key_mask, bias, segment_ids, keys))
 
 
-def _per_example_fwd(q, k, v, key_mask, bias, keys, causal, rate):
-    return _per_example_attention(q, k, v, key_mask, bias, keys, causal, rate), (q, k, v, key_mask, bias, keys)
+def _per_example_fwd(q, k, v, key_mask, bias, segment_ids, keys, causal, rate):
+    out = _per_example_attention(q, k, v, key_mask, bias, segment_ids, keys, causal, rate)
+    return out, (q, k, v, key_mask, bias, segment_ids, keys)
 
 
 def _per_example_bwd(causal, rate, residuals, d_out):
-    q, k, v, key_mask, bias, keys = residuals
+    q, k, v, key_mask, bias, segment_ids, keys = residuals
     scale = 1.0 / np.sqrt(q.shape[-1])
 
     def one(args):
-        qi, ki, vi, mi, bi, key, doi = args
-        p = _example_probs(qi, ki, mi, bi, causal)
+        qi, ki, vi, mi, bi, si, key, doi = args
+        p = _example_probs(qi, ki, mi, bi, si, causal)
         doi = doi.astype(jnp.float32)
         keep = None if key is None else keep_mask(key, rate, p.shape)
         p_used = p if keep is None else p * keep
@@ -180,8 +219,8 @@ def _per_example_bwd(causal, rate, residuals, d_out):
         dk = jnp.einsum("hqk,qhd->khd", ds, qi.astype(jnp.float32)) * scale
         return dq.astype(qi.dtype), dk.astype(ki.dtype), dv.astype(vi.dtype), None if bi is None else ds
 
-    dq, dk, dv, dbias = jax.lax.map(one, (q, k, v, key_mask, bias, keys, d_out))
-    return dq, dk, dv, None, dbias, None
+    dq, dk, dv, dbias = jax.lax.map(one, (q, k, v, key_mask, bias, segment_ids, keys, d_out))
+    return dq, dk, dv, None, dbias, None, None
 
 
 _per_example_attention.defvjp(_per_example_fwd, _per_example_bwd)

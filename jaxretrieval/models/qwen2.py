@@ -74,11 +74,14 @@ def rotary_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, 
 
 
 def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """x [B, L, H, D] rotated by position; computed in float32."""
+    """x [B, L, H, D] rotated by position; cos, sin [L, D] (every row at positions 0..L-1) or [B, L, D] (each
+    token's own position, for packed rows); computed in float32."""
     x32 = x.astype(jnp.float32)
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
-    return (x32 * cos[None, :, None] + rotated * sin[None, :, None]).astype(x.dtype)
+    if cos.ndim == 2:
+        cos, sin = cos[None], sin[None]
+    return (x32 * cos[:, :, None] + rotated * sin[:, :, None]).astype(x.dtype)
 
 
 class Qwen2Layer(nnx.Module):
@@ -95,7 +98,7 @@ class Qwen2Layer(nnx.Module):
         self.up_proj = layers.linear(h, cfg.intermediate_size, rngs, dtype, use_bias=False, init_std=std)
         self.down_proj = layers.linear(cfg.intermediate_size, h, rngs, dtype, use_bias=False, init_std=std)
 
-    def __call__(self, x, key_mask, cos, sin, dropout_key=None):
+    def __call__(self, x, key_mask, cos, sin, dropout_key=None, segment_ids=None):
         cfg = self.cfg
         b, l, _ = x.shape
         d = cfg.dim_per_head
@@ -104,7 +107,7 @@ class Qwen2Layer(nnx.Module):
         k = apply_rotary(self.k_proj(y).reshape(b, l, cfg.num_key_value_heads, d), cos, sin)
         v = self.v_proj(y).reshape(b, l, cfg.num_key_value_heads, d)
         ctx = layers.attention(q, k, v, key_mask, causal=cfg.causal, dropout_rate=cfg.attention_dropout,
-                               dropout_key=dropout_key)
+                               dropout_key=dropout_key, segment_ids=segment_ids)
         x = x + self.o_proj(ctx.reshape(b, l, cfg.num_attention_heads * d))
         y = self.post_attention_norm(x)
         act = layers.activation(cfg.hidden_act)
@@ -113,7 +116,9 @@ class Qwen2Layer(nnx.Module):
 
 class Qwen2Encoder(nnx.Module):
     """input ids int32[B, L], attention mask int[B, L] (1 = token, left or right padding) → final-norm hidden
-    states [B, L, hidden]. token_type_ids are accepted for interface compatibility and ignored."""
+    states [B, L, hidden]. token_type_ids are accepted for interface compatibility and ignored. With segment_ids
+    (packed rows, as in bert.BertEncoder) attention stays inside each sequence, causal within it, and rotary
+    positions restart at each sequence's start, as that sequence alone would see them."""
 
     def __init__(self, cfg: Qwen2Config, dtype=jnp.float32, rngs: nnx.Rngs | None = None):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
@@ -128,14 +133,17 @@ class Qwen2Encoder(nnx.Module):
         return self.cfg.hidden_size
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+                 dropout_key: jax.Array | None = None, segment_ids: jax.Array | None = None) -> jax.Array:
         del token_type_ids
         cos, sin = rotary_tables(input_ids.shape[1], self.cfg.dim_per_head, self.cfg.rope_theta)
+        if segment_ids is not None:
+            positions = layers.segment_positions(segment_ids)
+            cos, sin = cos[positions], sin[positions]
         keys = layers.split_key(dropout_key, len(self.layers))
         x = self.embed_tokens(input_ids)
         key_mask = attention_mask.astype(bool)
         for layer, k in zip(self.layers, keys):
-            x = layer(x, key_mask, cos, sin, k)
+            x = layer(x, key_mask, cos, sin, k, segment_ids)
         return self.norm(x)
 
 

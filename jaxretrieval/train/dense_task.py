@@ -23,7 +23,9 @@ from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_loss
 from jaxretrieval.losses.listwise import listwise_kl_loss, margin_mse_loss
-from jaxretrieval.models.embedder import Embedder
+from jaxretrieval.models.embedder import Embedder, Packing
+
+PACKED_INPUTS = ("ids", "segments", "token_text", "first", "last")
 
 
 def dense_tokenization(cfg: TrainConfig, loaded: LoadedEmbedder) -> Tokenization:
@@ -58,6 +60,9 @@ def prepared_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> ShardSour
 def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSource | ShardSource:
     """In-memory source over a jsonl file or BEIR directory, or this process's stream of a prepared directory."""
     if is_prepared(cfg.data.train):
+        if cfg.data.packing:
+            raise InputError("data.packing packs in-memory data; prepared shards are read as padded batches",
+                             cfg.data.train, field="data.packing")
         require_unprompted(cfg.data.train, cfg.data.prompt, cfg.data.min_score)
         return prepared_dense_source(cfg, loaded)
     tok = loaded.tokenizer
@@ -74,7 +79,8 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
         raise InputError(f"loss.name {cfg.loss.name} needs pos_scores and neg_scores in every record (jaxretrieval "
                          f"score adds them)", pairs.source, field="pos_scores")
     return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed, tok.pad_id,
-                            jax.process_index(), jax.process_count(), with_scores=scored)
+                            jax.process_index(), jax.process_count(), with_scores=scored, packing=cfg.data.packing,
+                            row_multiple=jax.local_device_count())
 
 
 @dataclasses.dataclass
@@ -96,6 +102,8 @@ class DenseTask:
                              dense_tokenization(cfg, loaded), str(cfg.data.train), overwrite, seed=cfg.seed)
 
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
+        if "query_segments" in batch:  # packed rows (data.packing)
+            return {name: {k: batch[f"{name}_{k}"] for k in PACKED_INPUTS} for name in ("query", "doc")}
         length = batch["pos_ids"].shape[-1]
         return {"query": {"ids": batch["query_ids"], "mask": batch["query_mask"]},
                 "doc": {"ids": jnp.concatenate([batch["pos_ids"], batch["neg_ids"].reshape(-1, length)]),
@@ -103,10 +111,14 @@ class DenseTask:
 
     @staticmethod
     def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array | dict[int, jax.Array]:
-        """The main output float32[rows, D]; with Matryoshka dims, {dim: float32[rows, dim]} from one pass."""
+        """The main output float32[texts, D]; with Matryoshka dims, {dim: float32[texts, dim]} from one pass."""
+        packing = None
+        if "segments" in inputs:
+            packing = Packing(inputs["segments"], inputs["token_text"], inputs["first"], inputs["last"])
+        mask = inputs["mask"] if packing is None else (packing.segment_ids > 0).astype(jnp.int32)
         if model.spec.matryoshka_dims:
-            return model.embed_all(inputs["ids"], inputs["mask"], dropout_key=key)
-        return model(inputs["ids"], inputs["mask"], dropout_key=key)
+            return model.embed_all(inputs["ids"], mask, dropout_key=key, packing=packing)
+        return model(inputs["ids"], mask, dropout_key=key, packing=packing)
 
     def loss_from_reps(self, reps: dict, batch, teacher_params=None) -> tuple[jax.Array, dict]:
         """batch: query_ids/query_mask int32[B, Lq], pos_ids/pos_mask int32[B, Ld], neg_ids/neg_mask

@@ -47,7 +47,7 @@ def test_dropout_backward_matches_autodiff_of_the_same_masks(monkeypatch):
     def reference(q, k, v):  # same dropout masks, written with plain autodiff-able ops
         outs = []
         for i in range(q.shape[0]):
-            p = layers._example_probs(q[i], k[i], mask[i], None, False) * layers.keep_mask(keys[i], rate,
+            p = layers._example_probs(q[i], k[i], mask[i], None, None, False) * layers.keep_mask(keys[i], rate,
                                                                                           (4, 7, 7))
             outs.append(jnp.einsum("hqk,khd->qhd", p, v[i]))
         return (jnp.stack(outs) * d_out).sum()

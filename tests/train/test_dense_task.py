@@ -90,3 +90,47 @@ def test_matryoshka_settings_other_tasks_would_ignore_are_errors(tmp_path):
         load_config(None, [*base, "task=colbert", "model.matryoshka_dims=[4]"])
     with pytest.raises(InputError, match=r"\[model.matryoshka_weights\]: .* needs one weight per"):
         load_config(None, [*base, "model.matryoshka_dims=[4]", "model.matryoshka_weights=[1,2]"])
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_packed_batches_train_on_the_same_loss_and_gradients(tmp_path, processes):
+    """data.packing changes the layout, not the step: a packed step's loss and gradients are the padded step's
+    (no dropout, so both see the same function), and two processes' shares, stacked, are one global batch."""
+    import dataclasses
+
+    import jax
+    from flax import nnx
+
+    from jaxretrieval.train.tasks import task_loss
+
+    task, cfg = _task(tmp_path, "data.num_negatives=2", "batch_size=8")
+    packed_task, _ = _task(tmp_path, "data.num_negatives=2", "batch_size=8", "data.packing=true")
+    model = build_model(cfg).model
+    padded = {k: jnp.asarray(v) for k, v in task.source.batch(1).items()}
+    shares = [dataclasses.replace(packed_task.source, process_index=i, process_count=processes, row_multiple=1
+                                  ).batch(1) for i in range(processes)]
+    packed = {k: jnp.asarray(np.concatenate([s[k] for s in shares])) for k in shares[0]}
+    rows, length = packed["query_ids"].shape
+    assert length == task.source.queries.buckets[-1] and rows < 8  # short queries share rows
+    assert packed_task.source.row_multiple == jax.local_device_count()  # rows split evenly over the devices
+    real_q = int((np.asarray(packed["query_segments"]) > 0).sum())
+    assert real_q == int(np.asarray(padded["query_mask"]).sum())
+    graphdef, state = nnx.split(model)
+
+    def loss(state, t, batch):
+        return task_loss(t, nnx.merge(graphdef, state), batch, None, None)[0]
+
+    (l_padded, g_padded), (l_packed, g_packed) = (jax.value_and_grad(loss)(state, t, b) for t, b in
+                                                  [(task, padded), (packed_task, packed)])
+    assert float(l_packed) == pytest.approx(float(l_padded), abs=1e-5)
+    excess = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max() - 1e-5 * jnp.abs(a).max() - 1e-8), g_padded,
+                          g_packed)
+    assert max(jax.tree.leaves(excess)) <= 0
+
+
+def test_packing_settings_it_cannot_serve_are_errors(tmp_path):
+    from jaxretrieval.errors import InputError
+
+    for extra in (["task=colbert"], ["grad_cache_chunk=2"]):
+        with pytest.raises(InputError, match="data.packing"):
+            _task(tmp_path, "data.packing=true", *extra)
