@@ -30,6 +30,9 @@ class LoadedEmbedder:
     path: Path  # the model directory it was loaded from (its encoder files are carried into an export)
     # from a run: its config, the step, the newest eval at or before it (door.py); keyword-only
     trained: dict | None = dataclasses.field(default=None, kw_only=True)
+    # another engine that computes this model's vectors (convert/torch_backend.TorchEmbedder: an object with
+    # encode(texts, kind, batch_size, progress) → float32[N, dim]); None = this package's jit forward
+    backend: object | None = dataclasses.field(default=None, kw_only=True)
     kind: ClassVar[str] = EMBEDDER
 
 

@@ -46,10 +46,17 @@ def _add_model_args(p: argparse.ArgumentParser, several: bool = False) -> None:
     p.add_argument("--max-length", type=int, default=None, help="override the model's max sequence length")
     p.add_argument("--pooling", default=None,
                    help="override pooling, e.g. 'cls' or 'mean' or 'lasttoken' (comma-separated to concatenate)")
+    p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default=None,
+                   help="dtype of the encoder's matrix products (default: float32, or what the run trained in); "
+                        "parameters and output vectors stay float32")
+    p.add_argument("--backend", choices=["jax", "torch"], default="jax",
+                   help="engine that computes dense vectors: jax (default), or torch (the model exported to "
+                        "sentence-transformers, for CPUs where oneDNN's bfloat16 kernels beat XLA's)")
 
 
 def _open(args, path=None) -> Bundle:
-    return open_model(args.model if path is None else path, args.pooling, args.max_length)
+    return open_model(args.model if path is None else path, args.pooling, args.max_length, args.compute_dtype,
+                      args.backend)
 
 
 def _json_line(metrics: dict) -> str:
@@ -79,6 +86,9 @@ def cmd_encode(args) -> int:
 def cmd_eval(args) -> int:
     """One JSON line of metrics; with several datasets, one line per dataset ({"dataset": NAME, ...}) and a last
     one of their means ({"dataset": "mean", ...})."""
+    if args.all_dims and args.backend == "torch":
+        raise InputError("--all-dims needs the jax backend (--backend torch serves the main output only)",
+                         field="--backend")
     loaded = _open(args)
     paths, sts = args.data or [], args.sts or []
     first_stage = None

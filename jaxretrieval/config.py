@@ -36,6 +36,7 @@ class ModelConfig:
     # (all-MiniLM-L6-v2 ships 256, which cuts 71% of SciFact's documents.)
     max_length: int = 0
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
+    remat: str = "none"  # none | full | dots: recompute each layer's activations in the backward (models/layers.py)
     dropout: bool = True
     head_dim: int = 0  # > 0: append a new linear head to this dimension (then normalize), e.g. the teacher's
     matryoshka_dims: list[int] = dataclasses.field(default_factory=list)  # smaller output dims trained alongside
@@ -267,6 +268,7 @@ class TrainConfig:
             (self.optimizer.schedule in ("linear", "cosine", "constant"), "optimizer.schedule",
              "must be linear, cosine or constant"),
             (0 <= self.optimizer.warmup_ratio < 1, "optimizer.warmup_ratio", "must be in [0, 1)"),
+            (self.model.remat in ("none", "full", "dots"), "model.remat", "must be none, full or dots"),
             (self.model.compute_dtype in ("float32", "bfloat16"), "model.compute_dtype",
              "must be float32 or bfloat16"),
             (self.mesh.fsdp >= 1, "mesh.fsdp", "must be >= 1"),

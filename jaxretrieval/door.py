@@ -17,14 +17,18 @@ read local files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
-from jaxretrieval.bundles import Bundle
+import jax.numpy as jnp
+
+from jaxretrieval.bundles import EMBEDDER, Bundle
 from jaxretrieval.config import config_to_dict, load_config
 from jaxretrieval.convert.cross_encoder_format import is_cross_encoder_dir, load_reranker
 from jaxretrieval.convert.pylate_format import is_pylate_dir, load_colbert
 from jaxretrieval.convert.st_format import load_embedder
+from jaxretrieval.convert.torch_backend import TorchEmbedder
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import UPath, is_remote, resolve_model_path, upath
 from jaxretrieval.train.checkpoint import find_checkpoint
@@ -40,20 +44,41 @@ def directory_kind(path: str | os.PathLike) -> str:
     return _locate(path)[0]
 
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
 def open_model(path: str | os.PathLike, pooling: str | tuple[str, ...] | None = None,
-               max_length: int | None = None) -> Bundle:
+               max_length: int | None = None, compute_dtype: str | None = None, backend: str = "jax") -> Bundle:
     """The bundle behind `path` (see the module docstring). `pooling` ("cls", "mean,max", ...) and `max_length`
-    override what an embedder directory says; a run's model is rebuilt exactly as its config trained it."""
+    override what an embedder directory says; a run's model is rebuilt exactly as its config trained it, in
+    `compute_dtype` if one is given (float32 | bfloat16: the dtype of the encoder's matrix products; parameters
+    stay float32 and pooled vectors come out float32 either way). backend "torch" has a dense embedder's vectors
+    computed by sentence-transformers (convert/torch_backend.py)."""
+    if compute_dtype is not None and compute_dtype not in COMPUTE_DTYPES:
+        raise InputError(f"compute dtype must be one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}",
+                         field="--compute-dtype")
+    if backend not in ("jax", "torch"):
+        raise InputError(f"backend must be jax or torch, got {backend!r}", field="--backend")
+    bundle = _open_bundle(path, pooling, max_length, compute_dtype)
+    if backend == "torch":
+        if bundle.kind != EMBEDDER:
+            raise InputError(f"--backend torch serves dense embedders; this is a {bundle.kind}", field="--backend")
+        bundle.backend = TorchEmbedder(bundle, compute_dtype or "float32")
+    return bundle
+
+
+def _open_bundle(path, pooling, max_length, compute_dtype) -> Bundle:
     kind, p, checkpoint = _locate(path)
     if kind == RUN:
-        return _open_run(*checkpoint)
+        return _open_run(*checkpoint, compute_dtype)
+    dtype = COMPUTE_DTYPES[compute_dtype or "float32"]
     if kind == PYLATE:
-        return load_colbert(p)
+        return load_colbert(p, dtype=dtype)
     if kind == CROSS_ENCODER:
-        return load_reranker(p)
+        return load_reranker(p, dtype=dtype)
     pooling = tuple(pooling.split(",")) if isinstance(pooling, str) else pooling
     try:
-        return load_embedder(p, pooling=pooling, max_length=max_length)
+        return load_embedder(p, pooling=pooling, max_length=max_length, dtype=dtype)
     except ValueError as e:
         if isinstance(e, InputError):
             raise
@@ -84,11 +109,13 @@ def _locate(path: str | os.PathLike) -> tuple[str, UPath, tuple[UPath, int] | No
                      "a run directory or RUN/checkpoints/STEP", p)
 
 
-def _open_run(run_dir: UPath, step: int) -> Bundle:
+def _open_run(run_dir: UPath, step: int, compute_dtype: str | None = None) -> Bundle:
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise InputError("run directory lacks config.yaml (which names the model it started from)", run_dir)
     cfg = load_config(config_path)
+    if compute_dtype is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, compute_dtype=compute_dtype))
     loaded = build_model(cfg, initialize=False)  # the checkpoint below replaces every parameter
     load_checkpoint_params(loaded.model, run_dir, step, require_all=True)
     loaded.trained = {"config": config_to_dict(cfg), "step": step, "eval": _last_eval(run_dir, step)}

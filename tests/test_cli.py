@@ -33,6 +33,29 @@ def test_encode_txt_and_jsonl(tmp_path, tiny_st, capsys):
     np.testing.assert_allclose(docs, encode_texts(load_embedder(tiny_st), ["quick fox", "dog"]), atol=1e-6)
 
 
+def test_encode_in_bfloat16_compute(tmp_path, tiny_st):
+    """--compute-dtype bfloat16 runs the encoder's products in bfloat16 (the model really is built so) and still
+    writes float32 vectors close to the float32 ones; a dtype it does not know is refused by argparse (exit 2)."""
+    import jax.numpy as jnp
+    import pytest
+
+    from jaxretrieval.door import open_model
+
+    (tmp_path / "in.txt").write_text("hello world\nquick brown fox jumps\nlazy dog\n")
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        assert main(["encode", "--model", str(tiny_st), "--input", str(tmp_path / "in.txt"), "--compute-dtype",
+                     dtype, "--output", str(tmp_path / f"{dtype}.npy")]) == 0
+        out[dtype] = np.load(tmp_path / f"{dtype}.npy")
+    assert out["bfloat16"].dtype == np.float32 and not np.array_equal(out["bfloat16"], out["float32"])
+    assert (out["bfloat16"] * out["float32"]).sum(axis=1).min() > 0.99
+    assert open_model(tiny_st, compute_dtype="bfloat16").model.encoder.embeddings.word_embeddings.dtype == jnp.bfloat16
+    with pytest.raises(SystemExit) as e:
+        main(["encode", "--model", str(tiny_st), "--input", str(tmp_path / "in.txt"), "--compute-dtype", "fp8",
+              "--output", str(tmp_path / "x.npy")])
+    assert e.value.code == 2
+
+
 def test_eval_prints_one_json_line(tmp_path, tiny_st, capsys):
     corpus = [{"_id": f"d{i}", "title": "t" if i % 2 else "", "text": w}
               for i, w in enumerate(["quick fox", "lazy dog", "hello world", "brown fox", "the dog jumps"])]
@@ -142,3 +165,17 @@ def test_eval_on_several_datasets_prints_a_line_each_and_the_mean(tmp_path, tiny
     assert [x["dataset"] for x in lines] == ["a", "b", "mean"]
     assert lines[2]["ndcg@10"] == pytest.approx((lines[0]["ndcg@10"] + lines[1]["ndcg@10"]) / 2, abs=1e-6)
     assert not any("/" in k for k in lines[2])
+
+
+def test_encode_through_the_torch_backend(tmp_path, tiny_st):
+    """--backend torch computes the same vectors through sentence-transformers (float32: within 1e-5 of ours; the
+    bfloat16 ones close to them); it refuses what it cannot serve with one line and exit 2."""
+    (tmp_path / "in.txt").write_text("hello world\nquick brown fox jumps\nlazy dog\n")
+    run = lambda *extra, out="x.npy": main(["encode", "--model", str(tiny_st), "--input",  # noqa: E731
+                                            str(tmp_path / "in.txt"), "--output", str(tmp_path / out), *extra])
+    assert run(out="jax.npy") == 0 and run("--backend", "torch", out="torch.npy") == 0
+    jax_vecs, torch_vecs = np.load(tmp_path / "jax.npy"), np.load(tmp_path / "torch.npy")
+    assert np.abs(jax_vecs - torch_vecs).max() <= 1e-5
+    assert run("--backend", "torch", "--compute-dtype", "bfloat16", out="bf16.npy") == 0
+    assert (np.load(tmp_path / "bf16.npy") * jax_vecs).sum(axis=1).min() > 0.99
+    assert main(["eval", "--model", str(tiny_st), "--data", str(tmp_path), "--all-dims", "--backend", "torch"]) == 2

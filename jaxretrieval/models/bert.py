@@ -119,6 +119,7 @@ class BertEncoder(nnx.Module):
     def __init__(self, cfg: BertConfig, dtype=jnp.float32, rngs: nnx.Rngs | None = None):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         self.cfg = cfg
+        self.remat = "none"  # layers.REMAT_POLICIES; set from model.remat for training
         self.embeddings = BertEmbeddings(cfg, dtype, rngs)
         self.layers = nnx.List([BertLayer(cfg, dtype, rngs) for _ in range(cfg.num_hidden_layers)])
         if cfg.relative_attention_buckets:
@@ -144,7 +145,7 @@ class BertEncoder(nnx.Module):
                                                 self.cfg.relative_max_distance)
             bias = jnp.transpose(self.relative_attention_bias(jnp.asarray(buckets)), (2, 0, 1))[None]  # [1,H,L,L]
         for layer, k in zip(self.layers, keys[1:]):
-            x = layer(x, key_mask, k, bias, segment_ids)
+            x = layers.call_layer(layer, self.remat, x, key_mask, k, bias, segment_ids)
         return x
 
 

@@ -85,6 +85,20 @@ def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
     return list(jax.random.split(key, n))
 
 
+REMAT_POLICIES = ("none", "full", "dots")
+
+
+def call_layer(layer: nnx.Module, remat: str, *args) -> jax.Array:
+    """layer(*args), its activations kept for the backward ("none"), recomputed there ("full": only the layer's
+    input is kept), or recomputed but for the matrix products' outputs ("dots"). Recomputing trades up to a
+    third more compute for activation memory that no longer grows with the layer count: what lets a long-context
+    or large-batch step fit an accelerator's memory without GradCache."""
+    if remat == "none":
+        return layer(*args)
+    policy = None if remat == "full" else jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+    return nnx.remat(lambda module, *a: module(*a), policy=policy)(layer, *args)
+
+
 def linear(in_features: int, out_features: int, rngs: nnx.Rngs, dtype, use_bias: bool = True,
            init_std: float = 0.02) -> nnx.Linear:
     return nnx.Linear(in_features, out_features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,

@@ -123,6 +123,7 @@ class Qwen2Encoder(nnx.Module):
     def __init__(self, cfg: Qwen2Config, dtype=jnp.float32, rngs: nnx.Rngs | None = None):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         self.cfg = cfg
+        self.remat = "none"  # layers.REMAT_POLICIES; set from model.remat for training
         self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.hidden_size, dtype=dtype,
                                       embedding_init=nnx.initializers.normal(cfg.initializer_range), rngs=rngs)
         self.layers = nnx.List([Qwen2Layer(cfg, dtype, rngs) for _ in range(cfg.num_hidden_layers)])
@@ -143,7 +144,7 @@ class Qwen2Encoder(nnx.Module):
         x = self.embed_tokens(input_ids)
         key_mask = attention_mask.astype(bool)
         for layer, k in zip(self.layers, keys):
-            x = layer(x, key_mask, cos, sin, k, segment_ids)
+            x = layers.call_layer(layer, self.remat, x, key_mask, cos, sin, k, segment_ids)
         return self.norm(x)
 
 

@@ -87,6 +87,7 @@ def add_adapters_and_init_from(cfg: TrainConfig, model, initialize: bool = True)
     meets the structure it was saved from). Returns the parameter names init_from lacked (None: no init_from,
     everything is as built)."""
     m = cfg.model
+    model.encoder.remat = m.remat
     if m.lora_rank:
         try:
             count = add_lora(model.encoder, m.lora_rank, m.lora_alpha, tuple(m.lora_targets), seed=cfg.seed)
