@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 
 from jaxretrieval.data.neighbour_batches import neighbour_grouped_order
+from jaxretrieval.data.packing import packed_stream
 from jaxretrieval.data.pipeline import EpochCache, TokenTable, length_grouped_order
 from jaxretrieval.errors import InputError
 from jaxretrieval.files import local_copy, upath
@@ -78,6 +79,8 @@ class TextBatchSource:
     process_index: int = 0
     process_count: int = 1
     teachers: tuple[str, ...] = ()  # the teacher vector files, or the online teachers' model directories
+    packing: bool = False  # the student's texts packed (data/packing.py); online teachers' tokens stay padded
+    row_multiple: int = 1  # packed row counts are multiples of this (the devices one process feeds)
     _orders: EpochCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
@@ -123,6 +126,12 @@ class TextBatchSource:
         out = {}
         tables = [self.student] + self.teacher_tables
         for k, (table, pad_id) in enumerate(zip(tables, self.pad_ids)):
+            if k == 0 and self.packing:
+                shares = [rows[p * local:(p + 1) * local] for p in range(self.process_count)]
+                out.update(packed_stream([table.texts(s) for s in shares],
+                                         [np.arange(p * local, (p + 1) * local) for p in range(self.process_count)],
+                                         table.buckets[-1], pad_id, self.process_index, self.row_multiple))
+                continue
             ids, mask = table.pad(mine, table.padded_length(rows), pad_id)
             prefix = "" if k == 0 else f"teacher{k - 1}_"
             out[prefix + "ids"], out[prefix + "mask"] = ids, mask

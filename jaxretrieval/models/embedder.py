@@ -97,6 +97,23 @@ class Packing(NamedTuple):
     last: jax.Array  # int32[N]: flat index of each text's last token
 
 
+PACKED_INPUTS = ("ids", "segments", "token_text", "first", "last")
+
+
+def embed_inputs(model: "Embedder", inputs: dict[str, jax.Array], dropout_key: jax.Array | None = None,
+                 all_dims: bool = False) -> jax.Array | dict[int, jax.Array]:
+    """A training stream's vectors: inputs {"ids", "mask"} (int32[B, L], one text per row) or the packed
+    PACKED_INPUTS (data/packing.packed_stream). The main output float32[texts, D], or with all_dims {dim: vectors}
+    for it and every Matryoshka dim, from one pass."""
+    packing = None
+    if "segments" in inputs:
+        packing = Packing(inputs["segments"], inputs["token_text"], inputs["first"], inputs["last"])
+    mask = inputs["mask"] if packing is None else (packing.segment_ids > 0).astype(jnp.int32)
+    if all_dims:
+        return model.embed_all(inputs["ids"], mask, dropout_key=dropout_key, packing=packing)
+    return model(inputs["ids"], mask, dropout_key=dropout_key, packing=packing)
+
+
 def pool_packed(hidden: jax.Array, packing: Packing, modes: tuple[str, ...]) -> jax.Array:
     """hidden float[R, L, H] of packed rows → float32[N, H * len(modes)]: `pool` applied to each text alone."""
     r, length, h = hidden.shape

@@ -23,9 +23,7 @@ from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_loss
 from jaxretrieval.losses.listwise import listwise_kl_loss, margin_mse_loss
-from jaxretrieval.models.embedder import Embedder, Packing
-
-PACKED_INPUTS = ("ids", "segments", "token_text", "first", "last")
+from jaxretrieval.models.embedder import PACKED_INPUTS, Embedder, embed_inputs
 
 
 def dense_tokenization(cfg: TrainConfig, loaded: LoadedEmbedder) -> Tokenization:
@@ -112,13 +110,7 @@ class DenseTask:
     @staticmethod
     def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array | dict[int, jax.Array]:
         """The main output float32[texts, D]; with Matryoshka dims, {dim: float32[texts, dim]} from one pass."""
-        packing = None
-        if "segments" in inputs:
-            packing = Packing(inputs["segments"], inputs["token_text"], inputs["first"], inputs["last"])
-        mask = inputs["mask"] if packing is None else (packing.segment_ids > 0).astype(jnp.int32)
-        if model.spec.matryoshka_dims:
-            return model.embed_all(inputs["ids"], mask, dropout_key=key, packing=packing)
-        return model(inputs["ids"], mask, dropout_key=key, packing=packing)
+        return embed_inputs(model, inputs, key, all_dims=bool(model.spec.matryoshka_dims))
 
     def loss_from_reps(self, reps: dict, batch, teacher_params=None) -> tuple[jax.Array, dict]:
         """batch: query_ids/query_mask int32[B, Lq], pos_ids/pos_mask int32[B, Ld], neg_ids/neg_mask

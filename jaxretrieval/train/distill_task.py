@@ -27,7 +27,7 @@ from jaxretrieval.data.pipeline import TokenTable
 from jaxretrieval.data.text_batches import TextBatchSource, load_teacher_vectors, open_teacher_vectors
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.distill import stella_loss, teacher_target
-from jaxretrieval.models.embedder import Embedder, l2_normalize
+from jaxretrieval.models.embedder import PACKED_INPUTS, Embedder, embed_inputs, l2_normalize
 
 
 def distill_tokenization(cfg: TrainConfig, loaded: LoadedEmbedder) -> Tokenization:
@@ -42,7 +42,7 @@ def _prepared_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> ShardSource:
     the whole dataset's order at once, so they are refused here rather than silently dropped."""
     d = cfg.distill
     for key, on in (("data.group_by_length", cfg.data.group_by_length), ("distill.neighbour_group", d.neighbour_group),
-                    ("distill.teachers", d.teachers)):
+                    ("distill.teachers", d.teachers), ("data.packing", cfg.data.packing)):
         if on:
             raise InputError(f"{key} is not available with prepared data (a stream has no whole-dataset order or "
                              f"texts for online teachers); unset it or train from the text file", "config", field=key)
@@ -125,7 +125,8 @@ class DistillTask:
         source = TextBatchSource(student, vectors, tables, pad_ids, cfg.batch_size, cfg.seed, str(cfg.data.train),
                                  cfg.data.group_by_length, d.teacher_weights, d.neighbour_group, d.neighbour_window,
                                  jax.process_index(), jax.process_count(),
-                                 tuple(map(str, d.teacher_vectors or d.teachers)))
+                                 tuple(map(str, d.teacher_vectors or d.teachers)), packing=cfg.data.packing,
+                                 row_multiple=jax.local_device_count())
         return cls.assembled(cfg, loaded, source, teacher_params, graphdefs, teacher_dim, len(vectors))
 
     @classmethod
@@ -148,11 +149,13 @@ class DistillTask:
 
     # one stream of texts; its representations are {dim: vectors}
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
+        if "segments" in batch:  # the student's texts packed (data.packing)
+            return {"text": {k: batch[k] for k in PACKED_INPUTS}}
         return {"text": {"ids": batch["ids"], "mask": batch["mask"]}}
 
     @staticmethod
     def encode(model: Embedder, name: str, inputs: dict[str, jax.Array], key) -> dict[int, jax.Array]:
-        return model.embed_all(inputs["ids"], inputs["mask"], dropout_key=key)
+        return embed_inputs(model, inputs, key, all_dims=True)
 
     def loss_from_reps(self, reps, batch, teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
         d = self.cfg.distill
