@@ -17,7 +17,8 @@ def test_each_bundle_type_has_its_own_kind():
 
 def test_kind_is_not_a_field_and_survives_replace(tmp_path):
     loaded = load_embedder(tiny_embedder_dir(tmp_path / "m"))
-    assert [f.name for f in dataclasses.fields(loaded)] == ["model", "tokenizer", "path", "trained"]
+    assert [f.name for f in dataclasses.fields(loaded)] == ["model", "tokenizer", "path", "trained", "backend"]
+    assert loaded.backend is None  # the package's own forward unless an opener sets another engine
     other = dataclasses.replace(loaded, model=loaded.model)
     assert other.kind == EMBEDDER and other.tokenizer is loaded.tokenizer
     with pytest.raises(TypeError):
