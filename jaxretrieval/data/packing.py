@@ -132,9 +132,11 @@ def packed_tokens(lengths: Sequence[int], num_rows: int, row_length: int) -> int
 
 
 def packed_stream(shares: Sequence[Sequence[Sequence[int]]], slots: Sequence[np.ndarray], row_length: int,
-                  pad_id: int, process_index: int, row_multiple: int = 1, prefix: str = "") -> dict[str, np.ndarray]:
+                  pad_id: int, process_index: int, row_multiple: int = 1, prefix: str = "",
+                  types: Sequence[Sequence[Sequence[int]]] | None = None) -> dict[str, np.ndarray]:
     """One training stream of a global batch, packed for this process. shares[p] are the texts process p packs
-    into its own rows; slots[p][j] is the slot (position in the stream's global vectors) of its text j.
+    into its own rows; slots[p][j] is the slot (position in the stream's global vectors) of its text j; types,
+    if given, their token type ids alike (then PREFIX + types is in the output too).
 
     Every process lays out every share, which makes it agree with the others on one row count (the most any
     share needs, rounded up to a multiple of an eighth of a share's texts and of row_multiple, the devices a
@@ -151,7 +153,8 @@ def packed_stream(shares: Sequence[Sequence[Sequence[int]]], slots: Sequence[np.
     first, last = np.zeros(total, np.int32), np.zeros(total, np.int32)
     mine = None
     for p, (share, layout, slot_ids) in enumerate(zip(shares, layouts, slots)):
-        batch = packed_batch(layout, share, None, num_rows, row_length, len(share), pad_id, slot_is_text=True)
+        batch = packed_batch(layout, share, None if types is None else types[p], num_rows, row_length, len(share),
+                             pad_id, slot_is_text=True)
         first[slot_ids] = batch.first + p * num_rows * row_length
         last[slot_ids] = batch.last + p * num_rows * row_length
         if p == process_index:
@@ -159,6 +162,9 @@ def packed_stream(shares: Sequence[Sequence[Sequence[int]]], slots: Sequence[np.
             token_text = np.where(batch.token_text == len(share), total,
                                   np.asarray(slot_ids)[np.minimum(batch.token_text, len(share) - 1)])
     part = slice(process_index * total // count, (process_index + 1) * total // count)
-    return {prefix + "ids": mine.input_ids, prefix + "segments": mine.segment_ids,
-            prefix + "token_text": token_text.astype(np.int32), prefix + "first": first[part],
-            prefix + "last": last[part]}
+    out = {prefix + "ids": mine.input_ids, prefix + "segments": mine.segment_ids,
+           prefix + "token_text": token_text.astype(np.int32), prefix + "first": first[part],
+           prefix + "last": last[part]}
+    if types is not None:
+        out[prefix + "types"] = mine.token_type_ids
+    return out

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 
+from jaxretrieval.data.packing import packed_stream
 from jaxretrieval.data.pair_tokens import PairTokenizer
 from jaxretrieval.data.pipeline import EpochCache
 from jaxretrieval.data.tokenize import bucket_for, length_buckets
@@ -26,6 +27,8 @@ class PairGroupSource:
     in_batch_negatives: int = 0  # extra candidates per query: other queries' documents in the same batch
     process_index: int = 0
     process_count: int = 1
+    packing: bool = False  # ids/segments/token_text/first/last/types packed rows (data/packing.py) + pair_slots [B, G]
+    row_multiple: int = 1  # packed row counts are multiples of this (the devices one process feeds)
     plans: EpochCache = dataclasses.field(init=False, repr=False)  # epoch -> (queries, positives, negatives[, scores])
 
     def __post_init__(self):
@@ -75,9 +78,18 @@ class PairGroupSource:
         local = self.global_batch // self.process_count
         mine = slice(self.process_index * local, (self.process_index + 1) * local)
         flat = slice(mine.start * g, mine.stop * g)
-        enc = self.tokenizer.pad({k: v[flat] for k, v in encoded.items()}, length)
-        out = {"ids": enc["ids"].reshape(local, g, length), "mask": enc["mask"].reshape(local, g, length),
-               "types": enc["types"].reshape(local, g, length)}
+        if self.packing:  # pairs packed several to a row, pair i of the global batch in slot i
+            per = local * g
+            ranges = [range(p * per, (p + 1) * per) for p in range(self.process_count)]
+            out = packed_stream([[encoded["input_ids"][i] for i in r] for r in ranges],
+                                [np.arange(r.start, r.stop) for r in ranges], self.buckets[-1],
+                                self.tokenizer.pad_id, self.process_index, self.row_multiple,
+                                types=[[encoded["token_type_ids"][i] for i in r] for r in ranges])
+            out["pair_slots"] = np.arange(flat.start, flat.stop, dtype=np.int32).reshape(local, g)
+        else:
+            enc = self.tokenizer.pad({k: v[flat] for k, v in encoded.items()}, length)
+            out = {"ids": enc["ids"].reshape(local, g, length), "mask": enc["mask"].reshape(local, g, length),
+                   "types": enc["types"].reshape(local, g, length)}
         if scores:
             parts = [scores[0][mine, None], scores[1][mine]]
             if self.in_batch_negatives:  # another query's document: label 0 (the bottom of the rescaled range)

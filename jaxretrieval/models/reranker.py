@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxretrieval.models import layers
-from jaxretrieval.models.embedder import last_token_index
+from jaxretrieval.models.embedder import Packing, last_token_index
 
 HEAD_KINDS = {"bert": "pooler", "xlm-roberta": "classifier", "roberta": "classifier", "mpnet": "classifier",
               "qwen2": "last_token"}
@@ -37,7 +37,9 @@ HEAD_NAME_TABLE = {
 
 
 class CrossEncoder(nnx.Module):
-    """(input_ids, attention_mask, token_type_ids) int32[B, L] → relevance logits float32[B]."""
+    """(input_ids, attention_mask, token_type_ids) int32[B, L] → relevance logits float32[B]; or, with `packing`,
+    packed rows of several pairs each → float32[N] for the N pair slots (the head reads each pair's first or last
+    token)."""
 
     def __init__(self, encoder: nnx.Module, family: str, dropout_rate: float = 0.1, rngs: nnx.Rngs | None = None):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
@@ -58,13 +60,18 @@ class CrossEncoder(nnx.Module):
             self.score = layers.linear(h, 1, rngs, jnp.float32, use_bias=False)
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+                 dropout_key: jax.Array | None = None, packing: Packing | None = None) -> jax.Array:
         keys = layers.split_key(dropout_key, 3)
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=keys[0]).astype(jnp.float32)
+        segments = None if packing is None else packing.segment_ids
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=keys[0],
+                              segment_ids=segments).astype(jnp.float32)
+        flat = hidden.reshape(-1, hidden.shape[-1])
         if self.head_kind == "last_token":
+            if packing is not None:
+                return self.score(flat[packing.last])[:, 0]
             idx = last_token_index(attention_mask)
             return self.score(jnp.take_along_axis(hidden, idx[:, None, None], axis=1)[:, 0])[:, 0]
-        first = hidden[:, 0]
+        first = hidden[:, 0] if packing is None else flat[packing.first]
         if self.head_kind == "pooler":
             pooled = jnp.tanh(self.pooler(first))
             return self.classifier(layers.dropout(pooled, self.dropout_rate, keys[1]))[:, 0]

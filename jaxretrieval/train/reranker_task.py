@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxretrieval.bundles import LoadedReranker
 from jaxretrieval.config import TrainConfig
@@ -29,6 +30,7 @@ from jaxretrieval.losses.ranking import (
     pointwise_mse_loss,
     ranknet_loss,
 )
+from jaxretrieval.models.embedder import PACKED_INPUTS, Packing
 from jaxretrieval.models.reranker import CrossEncoder
 
 
@@ -62,6 +64,9 @@ class RerankerTask:
         r = cfg.reranker
         needs_scores = r.loss in ("bce", "mse", "ranknet", "distill")
         if is_prepared(cfg.data.train):
+            if cfg.data.packing:
+                raise InputError("data.packing packs in-memory data; prepared shards are read as padded batches",
+                                 cfg.data.train, field="data.packing")
             return cls(cfg, _prepared_source(cfg, loaded, needs_scores))
         pairs = read_rerank_data(cfg.data.train, r.label_min, r.label_max, cfg.data.split)
         scored = pairs.positive_scores is not None
@@ -74,7 +79,8 @@ class RerankerTask:
         require_one_batch(len(pairs), cfg.batch_size, "queries", pairs.source)
         return cls(cfg, PairGroupSource(pairs, loaded.tokenizer, cfg.batch_size, r.group_size, cfg.seed,
                                         use_scores, r.in_batch_negatives, jax.process_index(),
-                                        jax.process_count()))
+                                        jax.process_count(), packing=cfg.data.packing,
+                                        row_multiple=jax.local_device_count()))
 
     @staticmethod
     def prepare(cfg: TrainConfig, loaded: LoadedReranker, out: str, num_shards: int, overwrite: bool) -> dict:
@@ -89,18 +95,25 @@ class RerankerTask:
         return prepare_pairs(records, out, num_shards, None, str(cfg.data.train), overwrite, seed=cfg.seed)
 
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
-        """One stream of (query, document) pairs, the groups flattened: [B·G, L]."""
+        """One stream of (query, document) pairs, the groups flattened: [B·G, L] (or packed rows: data.packing)."""
+        if "segments" in batch:
+            return {"pairs": {k: batch[k] for k in (*PACKED_INPUTS, "types")}}
         b, g, length = batch["ids"].shape
         return {"pairs": {k: batch[k].reshape(b * g, length) for k in ("ids", "mask", "types")}}
 
     @staticmethod
     def encode(model: CrossEncoder, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
+        if "segments" in inputs:
+            packing = Packing(inputs["segments"], inputs["token_text"], inputs["first"], inputs["last"])
+            mask = (packing.segment_ids > 0).astype(jnp.int32)
+            return model(inputs["ids"], mask, inputs["types"], key, packing=packing)
         return model(inputs["ids"], inputs["mask"], inputs["types"], key)
 
     def loss_from_reps(self, reps, batch, teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
         """reps: pairs float32[B·G] relevance logits, in batch["ids"]'s [B, G] order."""
         r = self.cfg.reranker
-        scores = reps["pairs"].reshape(batch["ids"].shape[:2])
+        groups = batch["pair_slots"].shape if "pair_slots" in batch else batch["ids"].shape[:2]
+        scores = reps["pairs"].reshape(groups)
         if r.loss == "listwise":
             return listwise_ce_loss(scores, temperature=r.temperature), {}
         target = batch["scores"]
