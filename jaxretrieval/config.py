@@ -75,7 +75,7 @@ class DataConfig:
     # (rows per source fixed by the sampling shares). Empty: one source per batch for dense and colbert.
     batch_from_one_source: bool | None = None
     length_buckets_per_octave: int = 1  # padded lengths per doubling: fewer compiled shapes vs less padding
-    packing: bool = False  # several texts per row, no padding between them (data/packing.py); not colbert
+    packing: bool = False  # several texts per row, no padding between them (data/packing.py)
     group_by_length: bool = False  # distill: batch texts of similar length together (random batch order)
     # prepared shards (`jaxretrieval prepare`): records held per host to shuffle the stream; memory, not data size
     shuffle_buffer: int = 10000
@@ -259,9 +259,8 @@ class TrainConfig:
             (self.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
             (self.eval_every >= 0, "eval_every", "must be >= 0"),
             (self.data.num_negatives >= 0, "data.num_negatives", "must be >= 0"),
-            (not self.data.packing or (self.task != "colbert" and not self.grad_cache_chunk and not mixture),
-             "data.packing", "is for tasks dense, distill and reranker on one data.train source, without "
-             "grad_cache_chunk"),
+            (not self.data.packing or (not self.grad_cache_chunk and not mixture), "data.packing",
+             "is for one data.train source, without grad_cache_chunk (packed rows are not cut into chunks)"),
             (self.loss.name in ("infonce", *SCORE_LOSSES), "loss.name", "must be infonce, kl or margin_mse"),
             (self.loss.name not in SCORE_LOSSES or self.data.num_negatives > 0 or mixture, "data.num_negatives",
              f"must be > 0 for loss.name {self.loss.name} (the group each query is distilled over)"),

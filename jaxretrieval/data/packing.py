@@ -133,7 +133,8 @@ def packed_tokens(lengths: Sequence[int], num_rows: int, row_length: int) -> int
 
 def packed_stream(shares: Sequence[Sequence[Sequence[int]]], slots: Sequence[np.ndarray], row_length: int,
                   pad_id: int, process_index: int, row_multiple: int = 1, prefix: str = "",
-                  types: Sequence[Sequence[Sequence[int]]] | None = None) -> dict[str, np.ndarray]:
+                  types: Sequence[Sequence[Sequence[int]]] | None = None, token_columns: int = 0
+                  ) -> dict[str, np.ndarray]:
     """One training stream of a global batch, packed for this process. shares[p] are the texts process p packs
     into its own rows; slots[p][j] is the slot (position in the stream's global vectors) of its text j; types,
     if given, their token type ids alike (then PREFIX + types is in the output too).
@@ -143,7 +144,8 @@ def packed_stream(shares: Sequence[Sequence[Sequence[int]]], slots: Sequence[np.
     process feeds, so a run meets a handful of shapes) and lets it supply its part of the global first/last
     arrays, which are in slot order and may point into other processes' rows. Flat token indices count the rows
     of all processes as one array, as the step sees them. Keys: PREFIX + ids, segments, token_text (int32[R, L]),
-    first, last (int32[this process's part of the slots])."""
+    first, last (int32[this process's part of the slots]); with token_columns, also PREFIX + tokens
+    (int32[part, token_columns]: the flat index of each text's j-th token, -1 past its end)."""
     count = len(shares)
     local = len(shares[0])
     total = sum(len(s) for s in shares)
@@ -167,4 +169,9 @@ def packed_stream(shares: Sequence[Sequence[Sequence[int]]], slots: Sequence[np.
            prefix + "last": last[part]}
     if types is not None:
         out[prefix + "types"] = mine.token_type_ids
+    if token_columns:  # each text's tokens by position: what a multi-vector model reads its vectors back from
+        lengths = last - first + 1
+        column = np.arange(token_columns)
+        tokens = np.where(column[None] < lengths[:, None], first[:, None] + column[None], -1).astype(np.int32)
+        out[prefix + "tokens"] = tokens[part]
     return out

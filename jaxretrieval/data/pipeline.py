@@ -115,6 +115,7 @@ class DenseBatchSource:
     with_scores: bool = False  # add teacher scores "pos_score" [B] and "neg_scores" [B, N] (distillation)
     packing: bool = False  # query_* and doc_* packed rows (data/packing.py) instead of padded query/pos/neg arrays
     row_multiple: int = 1  # packed row counts are multiples of this (the devices one process feeds)
+    pack_queries: bool = True  # False: queries padded as without packing (ColBERT's fixed-length expanded queries)
     _plans: EpochCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
@@ -166,7 +167,9 @@ class DenseBatchSource:
     def packed_batch(self, step: int) -> dict[str, np.ndarray]:
         """The same texts as `batch`, packed: query_{ids,segments,token_text,first,last} with this process's
         queries in slots 0..B-1, doc_* with its positives then each query's negatives; rows as long as the
-        longest text may be (the tables' last bucket), so only the row counts vary between steps."""
+        longest text may be (the tables' last bucket), so only the row counts vary between steps. Without
+        pack_queries, queries come padded (query_ids, query_mask) and the docs carry doc_tokens for a multi-vector
+        model to read its per-token vectors back."""
         q, p, n, *scores = self.step_rows(step)
         b, k = self.global_batch, self.num_negatives
         local = b // self.process_count
@@ -175,12 +178,17 @@ class DenseBatchSource:
         neg_slots = b + np.arange(b * k).reshape(b, k)
         doc_slots = [np.concatenate([np.arange(b)[s], neg_slots[s].reshape(-1)]) for s in shares]
         q_pad = self.pad_id if self.query_pad_id is None else self.query_pad_id
-        out = packed_stream([self.queries.texts(q[s]) for s in shares], [np.arange(b)[s] for s in shares],
-                            self.queries.buckets[-1], q_pad, self.process_index, self.row_multiple, "query_")
-        out.update(packed_stream([self.docs.texts(np.concatenate([p[s], n[s].reshape(-1)])) for s in shares],
-                                 doc_slots, self.docs.buckets[-1], self.pad_id, self.process_index,
-                                 self.row_multiple, "doc_"))
         mine = shares[self.process_index]
+        if self.pack_queries:
+            out = packed_stream([self.queries.texts(q[s]) for s in shares], [np.arange(b)[s] for s in shares],
+                                self.queries.buckets[-1], q_pad, self.process_index, self.row_multiple, "query_")
+        else:
+            q_len = (self.fixed_lengths or (None, None))[0] or self.queries.padded_length(q)
+            out = dict(zip(("query_ids", "query_mask"), self.queries.pad(q[mine], q_len, q_pad)))
+        d_len = self.docs.buckets[-1]
+        out.update(packed_stream([self.docs.texts(np.concatenate([p[s], n[s].reshape(-1)])) for s in shares],
+                                 doc_slots, d_len, self.pad_id, self.process_index, self.row_multiple, "doc_",
+                                 token_columns=0 if self.pack_queries else d_len))
         extra = {"pos_score": scores[0][mine], "neg_scores": scores[1][mine]} if scores else {}
         return {**out, **extra, "query_text": q[mine].astype(np.int32), "pos_doc": p[mine].astype(np.int32),
                 "neg_doc": n[mine].astype(np.int32)}

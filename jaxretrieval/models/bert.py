@@ -69,7 +69,9 @@ class BertEmbeddings(nnx.Module):
         pad = self.cfg.padding_position_idx
         if segment_ids is not None:  # packed rows: each sequence counts its positions from its own start
             within = layers.segment_positions(segment_ids)
-            positions = within if pad is None else jnp.where(segment_ids > 0, within + pad + 1, pad)
+            # padding sits at position 0 (or the pad index): a long padding run must not count past the table
+            positions = jnp.where(segment_ids > 0, within, 0) if pad is None else jnp.where(segment_ids > 0,
+                                                                                         within + pad + 1, pad)
         elif pad is None:
             positions = jnp.arange(input_ids.shape[1])[None, :]
         else:  # as HF create_position_ids_from_input_ids: pad tokens sit at `pad`, real ones count up from pad + 1

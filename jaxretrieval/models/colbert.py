@@ -48,11 +48,19 @@ class ColBERT(nnx.Module):
         return self.spec.dim
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, vector_mask: jax.Array | None = None,
-                 token_type_ids: jax.Array | None = None, dropout_key: jax.Array | None = None
+                 token_type_ids: jax.Array | None = None, dropout_key: jax.Array | None = None,
+                 segment_ids: jax.Array | None = None, tokens: jax.Array | None = None
                  ) -> tuple[jax.Array, jax.Array]:
         """attention_mask says what the encoder attends to; vector_mask (default: attention_mask) says which
-        token vectors take part in MaxSim (e.g. expansion tokens yes, skiplisted punctuation no)."""
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key).astype(jnp.float32)
+        token vectors take part in MaxSim (e.g. expansion tokens yes, skiplisted punctuation no). Packed rows
+        (segment_ids, data/packing.py) come with tokens int32[N, Ld], the flat index of each text's j-th token
+        (-1 past its end): the outputs are then the N texts' vectors [N, Ld, dim], and vector_mask, if given, is
+        [N, Ld] too."""
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key,
+                              segment_ids=segment_ids).astype(jnp.float32)
+        if tokens is not None:
+            hidden = hidden.reshape(-1, hidden.shape[-1])[jnp.maximum(tokens, 0)]
+            attention_mask = (tokens >= 0).astype(jnp.int32)
         if self.spec.projection == "ffn":
             hidden = jax.nn.gelu(self.ffn(hidden), approximate=False) + hidden
         x = self.projection(hidden)

@@ -40,6 +40,9 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource 
     distill = cfg.colbert.loss != "contrastive"  # distill, margin_mse: the file's teacher scores
     per_octave = cfg.data.length_buckets_per_octave
     if is_prepared(cfg.data.train):
+        if cfg.data.packing:
+            raise InputError("data.packing packs in-memory data; prepared shards are read as padded batches",
+                             cfg.data.train, field="data.packing")
         require_unprompted(cfg.data.train, cfg.data.prompt, cfg.data.min_score)
         tokens = colbert_tokenization(loaded)
         doc_buckets = (tok.doc_length,) if jax.process_count() > 1 else length_buckets(tok.doc_length, per_octave)
@@ -63,7 +66,8 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource 
     return DenseBatchSource(pairs, queries, docs, cfg.batch_size, cfg.data.num_negatives, cfg.seed,
                             tok.text.pad_id, jax.process_index(), jax.process_count(),
                             fixed_lengths=(tok.query_length, None), query_pad_id=tok.expansion_id,
-                            with_scores=distill)
+                            with_scores=distill, packing=cfg.data.packing, row_multiple=jax.local_device_count(),
+                            pack_queries=False)
 
 
 @dataclasses.dataclass
@@ -88,15 +92,26 @@ class ColBERTTask:
     def streams(self, batch) -> dict[str, dict[str, jax.Array]]:
         real = batch["query_mask"]
         attention = jnp.ones_like(real) if self.attend_to_expansion else real
+        query = {"ids": batch["query_ids"], "attention": attention, "vectors": jnp.ones_like(real)}
+        if "doc_segments" in batch:  # documents packed (data.packing): vectors read back per document
+            tokens = batch["doc_tokens"]
+            ids = batch["doc_ids"].reshape(-1)[jnp.maximum(tokens, 0)]
+            mask = (tokens >= 0).astype(jnp.int32)
+            keep = mask * ~jnp.isin(ids, jnp.asarray(self.skiplist, jnp.int32)) if self.skiplist else mask
+            return {"query": query, "doc": {"ids": batch["doc_ids"], "segments": batch["doc_segments"],
+                                            "tokens": tokens, "vectors": keep}}
         length = batch["pos_ids"].shape[-1]
         ids = jnp.concatenate([batch["pos_ids"], batch["neg_ids"].reshape(-1, length)])
         mask = jnp.concatenate([batch["pos_mask"], batch["neg_mask"].reshape(-1, length)])
         keep = mask * ~jnp.isin(ids, jnp.asarray(self.skiplist, jnp.int32)) if self.skiplist else mask
-        return {"query": {"ids": batch["query_ids"], "attention": attention, "vectors": jnp.ones_like(real)},
-                "doc": {"ids": ids, "attention": mask, "vectors": keep}}
+        return {"query": query, "doc": {"ids": ids, "attention": mask, "vectors": keep}}
 
     @staticmethod
     def encode(model: ColBERT, name: str, inputs: dict[str, jax.Array], key) -> jax.Array:
+        if "segments" in inputs:
+            attention = (inputs["segments"] > 0).astype(jnp.int32)
+            return model(inputs["ids"], attention, inputs["vectors"], dropout_key=key, segment_ids=inputs["segments"],
+                         tokens=inputs["tokens"])[0]
         return model(inputs["ids"], inputs["attention"], inputs["vectors"], dropout_key=key)[0]
 
     def loss_from_reps(self, reps, batch, teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -108,7 +123,7 @@ class ColBERTTask:
             scores = maxsim_scores(q, q_mask, d, d_mask, c.reduce, c.doc_chunk)  # [B, B(1 + N)]
             ids = jnp.concatenate([batch["pos_doc"], batch["neg_doc"].reshape(-1)])
             return infonce_from_scores(scores, ids, self.cfg.loss.temperature), {}
-        b, n = batch["neg_ids"].shape[:2]
+        b, n = batch["neg_doc"].shape
         # each query against its own group only: positive first, then its negatives
         group = jnp.concatenate([jnp.arange(b)[:, None], b + jnp.arange(b * n).reshape(b, n)], axis=1)  # [B, 1+N]
         per_query = jax.vmap(lambda qi, qm, rows: maxsim_dense(qi[None], qm[None], d[rows], d_mask[rows],

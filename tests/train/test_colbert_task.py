@@ -86,3 +86,40 @@ def test_bfloat16_compute_reaches_the_colbert_encoder(tmp_path):
         assert all(x.dtype == jnp.float32 for x in leaves)
     assert not np.array_equal(out["float32"], out["bfloat16"])
     np.testing.assert_allclose(out["bfloat16"], out["float32"], atol=5e-2)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_packed_documents_give_the_padded_loss_and_gradients(tmp_path, processes):
+    """data.packing packs ColBERT's documents (queries stay at their fixed expanded length) and reads each document's
+    token vectors back: the same loss and gradients as the padded batch."""
+    import dataclasses
+
+    import jax
+    from flax import nnx
+
+    from jaxretrieval.train.tasks import task_loss
+
+    model, data = tiny_colbert_dir(tmp_path / "m"), tiny_pairs_jsonl(tmp_path / "d.jsonl")
+    base = [f"output_dir={tmp_path}", "task=colbert", f"model.path={model}", f"data.train={data}", "batch_size=4",
+            "data.num_negatives=2", "model.dropout=false"]
+    tasks, batches = [], []
+    for packing in ("false", "true"):
+        cfg = load_config(None, base + [f"data.packing={packing}"])
+        loaded = build_model(cfg)
+        task = ColBERTTask.build(cfg, loaded)
+        shares = [dataclasses.replace(task.source, process_index=i, process_count=processes, row_multiple=1
+                                      ).batch(1) for i in range(processes)]
+        batch = {k: np.concatenate([s[k] for s in shares]) for k in shares[0]}
+        if packing == "true":
+            assert batch["doc_ids"].shape[0] < 12 and "doc_tokens" in batch and "query_mask" in batch
+        tasks.append(task)
+        batches.append({k: jnp.asarray(v) for k, v in batch.items()})
+    graphdef, state = nnx.split(loaded.model)
+
+    def loss(state, task, batch):
+        return task_loss(task, nnx.merge(graphdef, state), batch, {}, None)[0]
+
+    (l0, g0), (l1, g1) = (jax.value_and_grad(loss)(state, t, b) for t, b in zip(tasks, batches))
+    assert float(l1) == pytest.approx(float(l0), abs=1e-5)
+    excess = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max() - 1e-5 * jnp.abs(a).max() - 1e-8), g0, g1)
+    assert max(jax.tree.leaves(excess)) <= 0
