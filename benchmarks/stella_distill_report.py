@@ -9,10 +9,14 @@ import numpy as np
 
 
 def last_eval(run: Path) -> dict | None:
-    """The run's last eval record; None for a run trained without eval (e.g. `eval.data=` to save time)."""
+    """The run's last test-side record (eval/... without a dev split, test/... when the run chose on dev); None for
+    a run trained without eval (e.g. `eval.data=` to save time)."""
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in records if "eval/ndcg@10" in r]
-    return {k.removeprefix("eval/"): v for k, v in evals[-1].items()} if evals else None
+    for side in ("test", "eval"):
+        evals = [r for r in records if f"{side}/ndcg@10" in r]
+        if evals:
+            return {k.removeprefix(f"{side}/"): v for k, v in evals[-1].items() if k.startswith(f"{side}/")}
+    return None
 
 
 def main(root: Path):

@@ -28,7 +28,9 @@ from jaxretrieval.eval.rerank import dense_first_stage  # noqa: E402
 from jaxretrieval.eval.scoring import score_records  # noqa: E402
 from jaxretrieval.files import atomic_file, check_storage, is_remote, upath  # noqa: E402
 from jaxretrieval.inference import encode_texts  # noqa: E402
+from jaxretrieval.merge import merge_models  # noqa: E402
 from jaxretrieval.losses.distill import teacher_target  # noqa: E402
+from jaxretrieval.sweep.driver import run_sweep  # noqa: E402
 from jaxretrieval.train.tasks import prepare_data  # noqa: E402
 from jaxretrieval.train.tpu_compile import (  # noqa: E402
     compile_encode_step, compile_train_step, require_fit, slice_for)
@@ -143,14 +145,36 @@ def configure_compilation_cache() -> str | None:
 def cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     summary = run_training(cfg)
-    history = summary["eval_history"]
+    history, metric = summary["eval_history"], cfg.eval.metric
     if len(history) >= 2:
-        metric = cfg.eval.metric
-        where = ", ".join(cfg.eval.data + cfg.eval.sts)
-        print(f"{metric} on {where} ({cfg.eval.split}): step {history[0]['step']}: "
-              f"{history[0][metric]:.4f} -> step {history[-1]['step']}: {history[-1][metric]:.4f}", file=sys.stderr)
+        print(f"{metric} ({summary['eval_side']}): step {history[0]['step']}: {history[0][metric]:.4f} -> step "
+              f"{history[-1]['step']}: {history[-1][metric]:.4f}", file=sys.stderr)
+    for side in ("test", "test_at_best"):
+        if metric in (summary.get(side) or {}):
+            print(f"{metric} ({side}, {', '.join(cfg.eval.data + cfg.eval.sts)} {cfg.eval.split}, evaluated once): "
+                  f"{summary[side][metric]:.4f}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
+
+
+def cmd_merge(args) -> int:
+    try:
+        weights = [float(w) for w in args.weights.split(",") if w.strip()] or None
+    except ValueError:
+        raise InputError(f"expected comma-separated numbers, got {args.weights!r}", "--weights") from None
+    out = merge_models(args.models, weights, args.out, args.format, args.dtype, args.overwrite)
+    print(f"wrote {args.format} model averaging {len(args.models)} models to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    result = run_sweep(args.config, args.grid, args.overrides, args.part,
+                       [m.strip() for m in args.metrics.split(",") if m.strip()])
+    report, outcome = result["report"], result["outcome"]
+    for flag in report["flags"]:
+        print(f"sweep flag: {flag}", file=sys.stderr)
+    print(json.dumps({"cells": outcome, "flags": report["flags"]}))
+    return 130 if "stopped" in outcome.values() else 1 if "failed" in outcome.values() else 0
 
 
 def cmd_config(args) -> int:
@@ -336,6 +360,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilization for the second step time")
     p.add_argument("--dump", help="folder for the compiled HLO and memory report")
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("merge", help="average the parameters of compatible models (runs, checkpoints or model "
+                       "directories) and export the result")
+    p.add_argument("models", nargs="+", help="two or more models of one architecture")
+    p.add_argument("--weights", default="", help="comma-separated weights, one per model (default: equal)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--format", default="sentence-transformers",
+                   help="sentence-transformers | hf (dense); pylate | hf (ColBERT); cross-encoder (reranker)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("sweep", help="train every cell of a grid as its own run in OUT/cells/NAME (resumable: "
+                       "finished cells are skipped), then write OUT/report.{md,json,png} with seed and "
+                       "learning-rate spreads")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key=value overrides shared by every cell (output_dir=OUT)")
+    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                   help="one axis of the grid, e.g. seed=0,1,2,3,4 or learning_rate=x/3,x,x*3 (x: the config's "
+                        "value); repeat for more axes")
+    p.add_argument("--part", default="1/1", metavar="K/N",
+                   help="run only every N-th cell starting at the K-th (N launches share one sweep)")
+    p.add_argument("--metrics", default="", help="comma-separated metrics for the report (default eval.metric)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("train", help="train (or resume) from a config file with key=value overrides")
     p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")

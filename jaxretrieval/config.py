@@ -79,6 +79,9 @@ class DataConfig:
     group_by_length: bool = False  # distill: batch texts of similar length together (random batch order)
     # prepared shards (`jaxretrieval prepare`): records held per host to shuffle the stream; memory, not data size
     shuffle_buffer: int = 10000
+    # The dev split (data/dev_split.py): this fraction (< 1) or count (>= 1) of the training queries, chosen by a
+    # hash of their ids, is held out of training and evaluated to choose on; 0: no dev split
+    dev_queries: float = 0.0
 
 
 SCORE_LOSSES = ("kl", "margin_mse")  # dense losses that distill the file's teacher scores
@@ -200,6 +203,13 @@ class EvalConfig:
     metric: str = "ndcg@10"  # picks the best step
     # STS-B style tab-separated files (score col 5, sentences 6-7): add Spearman to eval (named as eval.data's)
     sts: list[str] = dataclasses.field(default_factory=list)
+    # The dev side. With a dev split, periodic evaluations and the best step look at dev only, and eval.data /
+    # eval.sts (the test side) are evaluated once, at the end. dev_data: BEIR directories whose dev_split queries
+    # are the dev set (data.dev_queries of them, or all when it is 0); empty: the training BEIR directories.
+    dev_data: list[str] = dataclasses.field(default_factory=list)
+    dev_split: str = "train"
+    dev_sts: list[str] = dataclasses.field(default_factory=list)  # STS files evaluated on the dev side
+    select_on: str = ""  # dev | test; empty: dev when there is a dev split
 
 
 @dataclasses.dataclass
@@ -224,6 +234,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate only at the end (when eval.data is set)
     log_every: int = 10  # each logged step waits for the device; keep it sparse on accelerators
     keep_checkpoints: int = 2
+    keep_best: bool = False  # also keep the best step's parameters in OUTPUT_DIR/best, a run directory of its own
     # A step whose loss, gradient or updated parameters are not finite is skipped (parameters and optimizer state
     # unchanged) and counted; this many in a row stop the run, its checkpoints all finite.
     max_bad_steps: int = 10
@@ -259,6 +270,12 @@ class TrainConfig:
             (self.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
             (self.eval_every >= 0, "eval_every", "must be >= 0"),
             (self.data.num_negatives >= 0, "data.num_negatives", "must be >= 0"),
+            (self.data.dev_queries >= 0, "data.dev_queries", "must be >= 0 (a fraction below 1, or a count)"),
+            (self.eval.select_on in ("", "dev", "test"), "eval.select_on", "must be dev or test"),
+            (self.eval.select_on != "dev" or self.has_dev, "eval.select_on",
+             "is dev, but there is no dev split: set data.dev_queries, eval.dev_data or eval.dev_sts"),
+            (not self.keep_best or bool(self.eval.data or self.eval.sts or self.has_dev), "keep_best",
+             "needs an evaluation to pick the best step by (eval.data, eval.sts or a dev split)"),
             (not self.data.packing or (not self.grad_cache_chunk and not mixture), "data.packing",
              "is for one data.train source, without grad_cache_chunk (packed rows are not cut into chunks)"),
             (self.loss.name in ("infonce", *SCORE_LOSSES), "loss.name", "must be infonce, kl or margin_mse"),
@@ -334,6 +351,16 @@ class TrainConfig:
                 raise InputError(f"{key} {message} (got {_get(self, key)!r})", source, field=key)
         validate_sources(self, source, scored=(self.task == "dense" and self.loss.name in SCORE_LOSSES) or (
             self.task == "colbert" and self.colbert.loss != "contrastive"))
+
+    @property
+    def has_dev(self) -> bool:
+        """Whether there is a dev split to evaluate (data/dev_split.py says which queries)."""
+        return bool(self.data.dev_queries or self.eval.dev_data or self.eval.dev_sts)
+
+    @property
+    def selects_on_dev(self) -> bool:
+        """Whether periodic evaluations and the best step use the dev split (the test side then waits for the end)."""
+        return self.eval.select_on == "dev" or (not self.eval.select_on and self.has_dev)
 
     @property
     def one_source_batches(self) -> bool:
@@ -486,7 +513,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
 
 # The settings that name a file or directory (each may be local or gs://).
 PATH_KEYS = ("output_dir", "init_from", "model.path", "data.train", "distill.teacher_vectors", "distill.teachers",
-             "reranker.first_stage", "eval.data", "eval.sts")
+             "reranker.first_stage", "eval.data", "eval.sts", "eval.dev_data", "eval.dev_sts")
 
 
 def config_paths(cfg: TrainConfig) -> list[tuple[str, str]]:
@@ -509,8 +536,8 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 # (a checkpoint restores onto any), how long it runs (extending a run is what resuming is for), and what only a
 # fresh start reads.
 RESUMABLE_KEYS = ("output_dir", "shared_filesystem", "save_every", "save_every_minutes", "eval_every", "log_every",
-                  "keep_checkpoints", "max_bad_steps", "resume_with_changes", "init_from", "init_fresh", "steps",
-                  "epochs", "mesh.", "eval.")
+                  "keep_checkpoints", "keep_best", "max_bad_steps", "resume_with_changes", "init_from", "init_fresh",
+                  "steps", "epochs", "mesh.", "eval.")
 
 
 def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -521,7 +548,8 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[tup
             out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return out
 
-    a, b = flat(saved), flat(current)
+    # a key the saved config lacks (a run saved before the key existed) had its default
+    a, b = {**flat(config_to_dict(TrainConfig())), **flat(saved)}, flat(current)
     keys = sorted(set(a) | set(b))
     return [(k, a.get(k), b.get(k)) for k in keys
             if a.get(k) != b.get(k) and not any(k == r or (r.endswith(".") and k.startswith(r))

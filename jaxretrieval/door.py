@@ -33,6 +33,7 @@ from jaxretrieval.errors import InputError
 from jaxretrieval.files import UPath, is_remote, resolve_model_path, upath
 from jaxretrieval.train.checkpoint import find_checkpoint
 from jaxretrieval.train.model_setup import build_model, load_checkpoint_params
+from jaxretrieval.train.run_log import eval_side
 
 RUN, PYLATE, CROSS_ENCODER, SENTENCE_TRANSFORMERS, HUGGING_FACE = (
     "run", "pylate", "cross-encoder", "sentence-transformers", "hf")
@@ -130,7 +131,8 @@ def _last_eval(run_dir: UPath, step: int) -> dict | None:
     found = None
     for line in log.read_text().splitlines():
         record = json.loads(line) if line.strip() else {}
-        metrics = {k.removeprefix("eval/"): v for k, v in record.items() if k.startswith("eval/")}
+        # the test side's metrics: eval/ (no dev split) or test/ (the one evaluation of a run that chose on dev)
+        metrics = {k.split("/", 1)[1]: v for k, v in record.items() if eval_side(k) in ("eval", "test")}
         if metrics and record.get("step", 0) <= step:
             found = {"step": record["step"], "metrics": metrics}
     return found

@@ -16,6 +16,7 @@ from jaxretrieval.train.loop import train
 
 
 def run_training(cfg: TrainConfig, stop_at_step: int | None = None) -> dict[str, Any]:
-    """Train (or resume) as the config says, evaluating when it names eval data; returns the loop's summary."""
-    evaluator = RunEvaluator(cfg, open_model) if cfg.eval.data or cfg.eval.sts else None
+    """Train (or resume) as the config says, evaluating when it names eval data or a dev split; returns the loop's
+    summary."""
+    evaluator = RunEvaluator(cfg, open_model) if cfg.eval.data or cfg.eval.sts or cfg.has_dev else None
     return train(cfg, stop_at_step, evaluator)

@@ -185,6 +185,19 @@ def tiny_fox_beir(root: Path, split: str = "test") -> Path:
                      [("q0", "d0", 1), ("q1", "d2", 1)], split)
 
 
+def tiny_train_beir(root: Path, num_train: int = 32, num_test: int = 4) -> Path:
+    """A BEIR directory with a train split (num_train judged queries, one document each) and a test split of other
+    queries over the same corpus, every query text distinct: data to carve a dev split from."""
+    pairs = [f"{a} {b}" for a in WORDS for b in WORDS if a != b]
+    n = num_train + num_test
+    docs = [{"_id": f"d{i}", "text": f"{pairs[i]} {WORDS[i % len(WORDS)]} fox"} for i in range(n)]
+    queries = [{"_id": f"q{i}", "text": pairs[i]} for i in range(n)]
+    tiny_beir(root, docs, queries, [(f"q{i}", f"d{i}", 1) for i in range(num_train, n)], "test")
+    rows = ["query-id\tcorpus-id\tscore"] + [f"q{i}\td{i}\t1" for i in range(num_train)]
+    (root / "qrels" / "train.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 def tiny_colbert_dir(path: Path) -> Path:
     """tiny_embedder_dir with ColBERT's marker tokens [unused0] / [unused1] in its vocabulary, as BERT's has them."""
     model = tiny_embedder_dir(path)

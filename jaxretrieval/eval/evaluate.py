@@ -18,6 +18,7 @@ from typing import Callable
 from jaxretrieval.bundles import COLBERT, EMBEDDER, RERANKER, Bundle
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.data.beir import BeirSplit, load_beir
+from jaxretrieval.data.dev_split import dev_sources, load_dev
 from jaxretrieval.errors import InputError
 from jaxretrieval.eval.colbert_search import evaluate_colbert
 from jaxretrieval.eval.metrics import METRICS
@@ -128,11 +129,23 @@ def metric_names(kind: str, has_data: bool, has_sts: bool, dims: tuple[int, ...]
     return names + [f"{ds}/{n}" for ds in datasets for n in names]
 
 
+def load_dev_datasets(cfg: TrainConfig) -> EvalDatasets:
+    """The dev side of a run (data/dev_split.py): each dev BEIR directory's dev queries (data.dev_queries of its
+    eval.dev_split, or all of them when that is 0) over its whole corpus, and eval.dev_sts's files."""
+    size, e = cfg.data.dev_queries, cfg.eval
+    roots = [str(r) for r in (dev_sources(cfg) if size else e.dev_data)]
+    names = dataset_names([*roots, *e.dev_sts])
+    beir = [(n, load_dev(r, e.dev_split, size) if size else load_beir(r, e.dev_split)) for n, r in zip(names, roots)]
+    return EvalDatasets(beir, list(zip(names[len(roots):], e.dev_sts)))
+
+
 @dataclasses.dataclass
 class RunEvaluator:
     """The evaluation a training run is handed (train.loop.Evaluator): the config's eval, on the model being
-    trained. Data are read, and impossible requests refused, before the first step (`check`); a reranker's first
-    stage is opened and searched once per run."""
+    trained. With a dev split, calling it evaluates dev (what the best step is chosen on) and `test` evaluates
+    eval.data / eval.sts, which the loop does once, at the end; without one, calling it evaluates eval.data /
+    eval.sts as before and there is no separate test. Data are read, and impossible requests refused, before the
+    first step (`check`); a reranker's first stage is opened and searched once per dataset and run."""
 
     cfg: TrainConfig
     open_first_stage: Callable[[str], Bundle] | None = None  # the door that opens reranker.first_stage
@@ -141,43 +154,70 @@ class RunEvaluator:
     def metric(self) -> str:
         return self.cfg.eval.metric
 
+    @property
+    def prefix(self) -> str:
+        """What the metrics of a call are logged as: dev/... when the run chooses on dev, else eval/...."""
+        return "dev" if self.cfg.selects_on_dev else "eval"
+
     @functools.cached_property
     def datasets(self) -> EvalDatasets:
+        """The side every call evaluates and the best step is chosen on."""
+        return load_dev_datasets(self.cfg) if self.cfg.selects_on_dev else self._test_datasets
+
+    @functools.cached_property
+    def _test_datasets(self) -> EvalDatasets:
         e = self.cfg.eval
         return load_datasets(e.data, e.sts, e.split)
 
     @property
+    def has_test(self) -> bool:
+        """Whether a test side waits for the end (a dev split chooses, and eval.data or eval.sts is set)."""
+        return self.cfg.selects_on_dev and bool(self.cfg.eval.data or self.cfg.eval.sts)
+
+    @property
     def names(self) -> list[str]:
-        """Names of eval.data's directories, then eval.sts's files."""
+        """Names of the chosen side's BEIR directories, then its STS files."""
         return self.datasets.names
 
     def check(self, bundle: Bundle) -> None:
-        e = self.cfg.eval
-        check_evaluable(bundle.kind, bool(e.data), bool(e.sts), bool(self.cfg.reranker.first_stage), "config")
-        _ = self.datasets  # read now: a bad eval directory fails before any training
-        names = metric_names(bundle.kind, bool(e.data), bool(e.sts), tuple(getattr(bundle.model, "dims", ())),
-                             tuple(self.names) if self.datasets.several else ())
+        d, where = self.datasets, "config"
+        has_first_stage = bool(self.cfg.reranker.first_stage)
+        check_evaluable(bundle.kind, bool(d.beir), bool(d.sts), has_first_stage, where)
+        if self.has_test:
+            t = self._test_datasets  # read now: a bad eval directory fails before any training
+            check_evaluable(bundle.kind, bool(t.beir), bool(t.sts), has_first_stage, where)
+        names = metric_names(bundle.kind, bool(d.beir), bool(d.sts), tuple(getattr(bundle.model, "dims", ())),
+                             tuple(self.names) if d.several else ())
         if self.metric not in names:
-            raise InputError(f"eval.metric {self.metric!r} is not computed by this eval; choose from {names}",
-                             "config", field="eval.metric")
+            raise InputError(f"eval.metric {self.metric!r} is not computed by this run's {self.prefix} evaluation; "
+                             f"choose from {names}", where, field="eval.metric")
 
-    _first_stage_runs: dict[str, Run] = dataclasses.field(default_factory=dict, init=False, repr=False)
+    _first_stage_runs: dict[tuple[str, int], Run] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def _first_stage_run(self, name: str, split: BeirSplit) -> Run:
-        """The first stage's run on one dataset, searched once per training run."""
-        if name not in self._first_stage_runs:
+        """The first stage's run on one dataset (dev and test sides apart), searched once per training run."""
+        key = (name, id(split))  # the splits live as long as this evaluator, so their ids stay theirs
+        if key not in self._first_stage_runs:
             r = self.cfg.reranker
-            self._first_stage_runs[name] = dense_first_stage(self._first_stage_model, split, r.rerank_top)
-        return self._first_stage_runs[name]
+            self._first_stage_runs[key] = dense_first_stage(self._first_stage_model, split, r.rerank_top)
+        return self._first_stage_runs[key]
 
     @functools.cached_property
     def _first_stage_model(self) -> Bundle:
         return self.open_first_stage(self.cfg.reranker.first_stage)
 
-    def __call__(self, bundle: Bundle) -> dict:
+    def _evaluate(self, bundle: Bundle, d: EvalDatasets) -> dict:
         e, r = self.cfg.eval, self.cfg.reranker
-        d = self.datasets
         per_dataset = evaluate_datasets(bundle, d.beir, d.sts, batch_size=e.batch_size, all_dims=True,
                                         first_stage=self._first_stage_run if r.first_stage else None,
                                         rerank_top=r.rerank_top)
         return combined(per_dataset, d.several)
+
+    def __call__(self, bundle: Bundle) -> dict:
+        return self._evaluate(bundle, self.datasets)
+
+    def test(self, bundle: Bundle) -> dict:
+        """The test side's metrics, for the one evaluation at the end of a run that chose on dev."""
+        if not self.has_test:
+            raise ValueError("this run has no test side apart from what it chooses on")
+        return self._evaluate(bundle, self._test_datasets)

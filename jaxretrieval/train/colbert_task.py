@@ -19,6 +19,7 @@ from jaxretrieval.data.shard_format import is_prepared, require_unprompted, toke
 from jaxretrieval.data.shard_stream import ShardSource, open_shards
 from jaxretrieval.data.shard_writer import Tokenization, prepare_pairs
 from jaxretrieval.data.tokenize import length_buckets
+from jaxretrieval.data.dev_split import held_out
 from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_from_scores
@@ -57,7 +58,8 @@ def colbert_source(cfg: TrainConfig, loaded: LoadedColBERT) -> DenseBatchSource 
         return open_shards(cfg.data.train, "pair_tokens", cfg.task, tokens.fingerprint, tokens.settings,
                            cfg.batch_size, cfg.seed, cfg.data.shuffle_buffer, jax.process_index(),
                            jax.process_count(), assemble, only_own_negatives=distill)
-    pairs = read_train_pairs(cfg.data.train, cfg.data.split, cfg.data.prompt, cfg.data.min_score)
+    pairs = held_out(cfg).drop_from_pairs(
+        read_train_pairs(cfg.data.train, cfg.data.split, cfg.data.prompt, cfg.data.min_score))
     if distill and pairs.positive_scores is None:
         raise InputError(f"colbert.loss {cfg.colbert.loss} needs pos_scores and neg_scores in every record "
                          f"(jaxretrieval score adds them)", pairs.source, field="pos_scores")

@@ -19,6 +19,7 @@ from jaxretrieval.data.shard_format import is_prepared, require_unprompted, toke
 from jaxretrieval.data.shard_stream import ShardSource, open_shards
 from jaxretrieval.data.shard_writer import Tokenization, prepare_pairs
 from jaxretrieval.data.tokenize import length_buckets
+from jaxretrieval.data.dev_split import held_out
 from jaxretrieval.data.train_pairs import iter_train_records, read_train_pairs
 from jaxretrieval.errors import InputError, require_one_batch
 from jaxretrieval.losses.contrastive import infonce_loss
@@ -64,7 +65,8 @@ def make_dense_source(cfg: TrainConfig, loaded: LoadedEmbedder) -> DenseBatchSou
         require_unprompted(cfg.data.train, cfg.data.prompt, cfg.data.min_score)
         return prepared_dense_source(cfg, loaded)
     tok = loaded.tokenizer
-    pairs = read_train_pairs(cfg.data.train, cfg.data.split, cfg.data.prompt, cfg.data.min_score)
+    pairs = held_out(cfg).drop_from_pairs(
+        read_train_pairs(cfg.data.train, cfg.data.split, cfg.data.prompt, cfg.data.min_score))
     scored = cfg.loss.name in SCORE_LOSSES
     if scored and pairs.positive_scores is not None:
         pairs = pairs.with_negatives_only()

@@ -17,6 +17,7 @@ from flax import nnx
 from jaxretrieval.bundles import LoadedEmbedder
 from jaxretrieval.config import TrainConfig, matryoshka_weight
 from jaxretrieval.convert.st_format import load_embedder
+from jaxretrieval.data.dev_split import held_out
 from jaxretrieval.data.jsonl import iter_texts, read_texts
 from jaxretrieval.data.shard_batches import TextTokenBatches
 from jaxretrieval.data.shard_format import is_prepared, tokenizer_fingerprint
@@ -102,13 +103,17 @@ class DistillTask:
             dims = source.identity["teacher_dims"]
             return cls.assembled(cfg, loaded, source, {}, [], sum(dims), len(dims))
         texts = read_texts(cfg.data.train)
+        rows, keep = len(texts), held_out(cfg).keep_rows(texts)  # dev queries among the texts are not distilled on
+        if len(keep) < len(texts):
+            texts = [texts[i] for i in keep]
         require_one_batch(len(texts), cfg.batch_size, "texts", cfg.data.train)
         tok = loaded.tokenizer
         student = TokenTable.build(tok, texts, "doc", min(d.max_length, tok.max_length),
                                    cfg.data.length_buckets_per_octave)
         vectors, tables, pad_ids, graphdefs, teacher_params = [], [], [tok.pad_id], [], {}
         if d.teacher_vectors:
-            vectors = [load_teacher_vectors(path, len(texts), cfg.data.train) for path in d.teacher_vectors]
+            vectors = [load_teacher_vectors(path, rows, cfg.data.train) for path in d.teacher_vectors]
+            vectors = vectors if len(keep) == rows else [v[keep] for v in vectors]
             teacher_dim = sum(v.shape[1] for v in vectors)
         else:
             teacher_dim = 0

@@ -39,13 +39,19 @@ from jaxretrieval.train.tasks import Task, build_task, task_loss
 
 class Evaluator(Protocol):
     """Evaluation handed to the loop. `check` runs before the first step (bad eval input fails before any work);
-    calling it evaluates a bundle of the model being trained. `metric` names the metric that picks the best step."""
+    calling it evaluates a bundle of the model being trained, on the side the best step is chosen on, logged as
+    `prefix`/METRIC (dev, or eval when there is no dev split). `metric` names the metric that picks the best step.
+    With `has_test`, `test` evaluates the test side: once, at the end of the run, never to choose anything."""
 
     metric: str
+    prefix: str
+    has_test: bool
 
     def check(self, bundle: Bundle) -> None: ...
 
     def __call__(self, bundle: Bundle) -> dict[str, Any]: ...
+
+    def test(self, bundle: Bundle) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass
@@ -253,17 +259,24 @@ def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, 
 
     train_step, teacher_params = train_step_for(run, ts)
     run_log = RunLog(out, start, run.total_steps)
-    summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": [], "interrupted": None}
+    summary: dict[str, Any] = {"step": start, "loss": None, "eval": None, "eval_history": [], "interrupted": None,
+                               "eval_side": None if evaluator is None else evaluator.prefix}
+
+    best = BestKeeper(out, cfg) if cfg.keep_best and evaluator is not None else None
+    bundle_of = lambda params: dataclasses.replace(  # noqa: E731
+        run.loaded, model=nnx.merge(ts.graphdef, params["params"], params["frozen"]))
 
     def run_eval(step: int) -> None:
         if evaluator is None:
             return
-        model = nnx.merge(ts.graphdef, state["params"], state["frozen"])
-        metrics = evaluator(dataclasses.replace(run.loaded, model=model))
+        metrics = evaluator(bundle_of(state))
         value = metrics[evaluator.metric]
         if meta["best"] is None or value > meta["best"]["value"]:
-            meta["best"] = {"step": step, "metric": evaluator.metric, "value": value}
-        record = {"step": step, **{f"eval/{k}": v for k, v in metrics.items()}, "best_step": meta["best"]["step"]}
+            meta["best"] = {"step": step, "metric": evaluator.metric, "value": value, "side": evaluator.prefix}
+            if best is not None:
+                best.save(step, state, meta)
+        record = {"step": step, **{f"{evaluator.prefix}/{k}": v for k, v in metrics.items()},
+                  "best_step": meta["best"]["step"]}
         run_log.write(record)
         summary["eval"] = metrics
         summary["eval_history"].append({"step": step, evaluator.metric: value})
@@ -312,13 +325,64 @@ def _run(run: TrainSetup, out: UPath, resuming: bool, stop_at_step: int | None, 
             if step == run.total_steps and not summary["interrupted"]:
                 run_eval(step)
             checkpoints.save(step, state, {**meta, "position": position_at(step)}, force=True)
+        finished = step == run.total_steps and not summary["interrupted"]
+        if finished and evaluator is not None and evaluator.has_test:
+            summary.update(final_test(evaluator, bundle_of, state, best, meta["best"], step, run_log))
     finally:
         checkpoints.close()
         run_log.close()
-    finished = step == run.total_steps and not summary["interrupted"]
+        if best is not None:
+            best.close()
     write_status(out, "finished" if finished else "interrupted", step, reason=summary["interrupted"])
     if summary["interrupted"]:
         print(f"stopped by {summary['interrupted']} after step {step}; its checkpoint is in {checkpoints.directory}: "
               f"run the same command to resume", file=sys.stderr)
     summary.update(step=step, best=meta["best"])
+    if finished and jax.process_index() == 0:
+        with atomic_file(out / "summary.json", "w") as f:
+            json.dump(summary, f, indent=1)
     return summary
+
+
+def final_test(evaluator: Evaluator, bundle_of, state: dict[str, Any], best: BestKeeper | None,
+               best_record: dict | None, step: int, run_log: RunLog) -> dict[str, Any]:
+    """The test side, evaluated once at the end: on the final model ("test"), and with keep_best also on the
+    best-on-dev step's parameters ("test_at_best"); logged as test/... and test_at_best/.... Nothing here feeds a
+    choice: the run already chose on dev."""
+    out = {"test": evaluator.test(bundle_of(state))}
+    record = {"step": step, **{f"test/{k}": v for k, v in out["test"].items()}}
+    if best is not None and best_record is not None:
+        at = best_record["step"]
+        out["test_at_best"] = out["test"] if at == step else evaluator.test(bundle_of(best.restore(at, state)))
+        record.update({f"test_at_best/{k}": v for k, v in out["test_at_best"].items()}, best_step=at)
+    run_log.write(record)
+    print(json.dumps(record), file=sys.stderr)
+    return out
+
+
+class BestKeeper:
+    """keep_best: the best step's parameters in OUTPUT_DIR/best, a run directory of its own (its config.yaml and
+    one checkpoint of params and frozen parameters, no optimizer state), so export, eval and init_from open it
+    like any run."""
+
+    def __init__(self, out: UPath, cfg: TrainConfig):
+        self.directory = out / "best"
+        self.cfg = cfg
+        self.checkpoints = Checkpoints(self.directory, keep=1, save_every=0)
+
+    def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
+        if jax.process_index() == 0:
+            with atomic_file(self.directory / "config.yaml", "w") as f:
+                f.write(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+        params = {"params": state["params"], "frozen": state["frozen"]}
+        self.checkpoints.save(step, params, {"config": meta["config"], "best": meta["best"]}, force=True)
+
+    def restore(self, step: int, like: dict[str, Any]) -> dict[str, Any]:
+        """The saved parameters of `step`, placed as `like`'s are."""
+        self.checkpoints.wait()
+        part = {"params": like["params"], "frozen": like["frozen"]}
+        shardings = jax.tree.map(lambda x: x.sharding, part)
+        return self.checkpoints.restore(step, part, shardings)[0]
+
+    def close(self) -> None:
+        self.checkpoints.close()

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from jaxretrieval.bundles import LoadedReranker
 from jaxretrieval.config import TrainConfig
+from jaxretrieval.data.dev_split import held_out
 from jaxretrieval.data.pair_groups import PairGroupSource
 from jaxretrieval.data.rerank_data import is_labeled_jsonl, read_rerank_data
 from jaxretrieval.data.shard_batches import PairTextBatches
@@ -68,7 +69,8 @@ class RerankerTask:
                 raise InputError("data.packing packs in-memory data; prepared shards are read as padded batches",
                                  cfg.data.train, field="data.packing")
             return cls(cfg, _prepared_source(cfg, loaded, needs_scores))
-        pairs = read_rerank_data(cfg.data.train, r.label_min, r.label_max, cfg.data.split)
+        pairs = held_out(cfg).drop_from_pairs(read_rerank_data(cfg.data.train, r.label_min, r.label_max,
+                                                                cfg.data.split))
         scored = pairs.positive_scores is not None
         if needs_scores and not scored:
             raise InputError(f"reranker.loss {r.loss} needs labels or teacher scores (a labeled format, or "

@@ -127,6 +127,17 @@ def drop_replayed_steps(jsonl: Path, start_step: int) -> None:
         f.write("".join(line + "\n" for line in kept))
 
 
+# What an evaluation's metrics are logged under: eval (no dev split), dev (the side a run chooses on), test (the one
+# evaluation at the end of a run that chose on dev) and test_at_best (the same, on the best-on-dev step)
+EVAL_SIDES = ("eval", "dev", "test", "test_at_best")
+
+
+def eval_side(key: str) -> str | None:
+    """The side a metrics.jsonl key belongs to ("dev" for "dev/ndcg@10"), or None for a training field."""
+    side = key.split("/", 1)[0]
+    return side if "/" in key and side in EVAL_SIDES else None
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -142,15 +153,15 @@ def plot_metrics(jsonl: Path, png: Path) -> None:
 
     records = read_metrics(jsonl)
     train = [r for r in records if "loss" in r]
-    evals = [r for r in records if any(k.startswith("eval/") for k in r)]
+    evals = [r for r in records if any(eval_side(k) for k in r)]
     fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
     if train:
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
     ax_loss.set(xlabel="step", ylabel="loss", title="training loss")
-    names = sorted({k for r in evals for k in r if k.startswith("eval/") and isinstance(r[k], float)})
+    names = sorted({k for r in evals for k in r if eval_side(k) and isinstance(r[k], float)})
     for name in names:
         pts = [(r["step"], r[name]) for r in evals if name in r]
-        ax_eval.plot(*zip(*pts), marker="o", label=name.removeprefix("eval/"))
+        ax_eval.plot(*zip(*pts), marker="o" if eval_side(name) in ("eval", "dev") else "*", ms=9, label=name)
     if names:
         ax_eval.legend()
     ax_eval.set(xlabel="step", title="evaluation")

@@ -26,6 +26,7 @@ import jax
 
 from jaxretrieval.config import TrainConfig
 from jaxretrieval.sources import TrainSource, source_config, train_sources
+from jaxretrieval.data.dev_split import dev_sources
 from jaxretrieval.data.mixture import MixtureSource, batch_rows, source_shares
 from jaxretrieval.data.shard_format import is_prepared
 from jaxretrieval.errors import InputError
@@ -63,10 +64,18 @@ def build_task(cfg: TrainConfig, loaded) -> Task:
     them by the sources' sizes first builds each at the smallest batch (one row a process) to count its
     examples."""
     kind = TASKS[cfg.task]
+    sources = train_sources(cfg)
+    if cfg.data.dev_queries and any(is_prepared(s.path) for s in sources):
+        raise InputError("data.dev_queries is not supported with prepared shards yet (their records are tokenized "
+                         "and cannot be matched to dev queries): train from the jsonl or BEIR directory", "config",
+                         field="data.dev_queries")
     if not isinstance(cfg.data.train, list):
         return kind.build(cfg, loaded)
-    sources, d, unit = train_sources(cfg), cfg.data, jax.process_count()
-    build = lambda src, batch: kind.build(source_config(cfg, src, batch), _with_prompts(loaded, src))  # noqa: E731
+    # each source leaves out the dev queries of every BEIR directory in the mixture, not only its own
+    base = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, dev_data=dev_sources(cfg))) \
+        if cfg.data.dev_queries else cfg
+    d, unit = cfg.data, jax.process_count()
+    build = lambda src, batch: kind.build(source_config(base, src, batch), _with_prompts(loaded, src))  # noqa: E731
     one = cfg.one_source_batches
     if one:
         rows = [src.batch_size or cfg.batch_size for src in sources]
